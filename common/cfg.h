@@ -1,0 +1,157 @@
+/*
+ * cfg: the configuration (SPEC §3), loaded with libconfig.
+ *
+ * cfg_load() reads and validates the whole file: every key of the schema with
+ * its default, durations ("90s", "5m", "1h", "5d" or an integer of seconds),
+ * sizes ("25M" or an integer of bytes), range checks, and errors for unknown
+ * keys and wrong types.  Each problem is reported as "file:line: message" in
+ * struct cfg_errors, so --check-config can print them all at once.
+ *
+ * Error convention: functions return 0 or a negative errno; human messages go
+ * to struct cfg_errors (or char **err).  Nothing here logs.
+ */
+#ifndef SMARTRELAY_CFG_H
+#define SMARTRELAY_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum cfg_tls {
+	CFG_TLS_STARTTLS,
+	CFG_TLS_IMPLICIT,
+	CFG_TLS_NONE,		/* only with insecure_plaintext on loopback */
+};
+
+/* One network of `allow`, e.g. 127.0.0.0/8 or ::1/128. */
+struct cfg_net {
+	int family;			/* AF_INET or AF_INET6 */
+	unsigned char addr[16];		/* network address, network order */
+	unsigned prefix;		/* prefix length in bits */
+};
+
+struct cfg_alias {
+	char *name;			/* owned: local name, e.g. "root" */
+	char *target;			/* owned: full address */
+};
+
+struct cfg_upstream {
+	char *host;			/* owned */
+	unsigned port;
+	enum cfg_tls tls;
+	bool insecure_plaintext;
+	char *ca_file;			/* owned, NULL: system trust store */
+	char *username;			/* owned, NULL: no AUTH */
+	char *password_file;		/* owned, NULL: none */
+	unsigned connections;
+	unsigned messages_per_connection;
+	unsigned timeout;		/* seconds */
+};
+
+struct cfg_retry {
+	unsigned initial;		/* seconds */
+	unsigned max;			/* seconds */
+	unsigned give_up_after;		/* seconds */
+};
+
+struct cfg_limits {
+	uint64_t message_size;		/* bytes */
+	unsigned recipients;
+	unsigned clients;
+	unsigned idle_timeout;		/* seconds */
+};
+
+struct cfg_rewrite {
+	char *envelope_from;		/* owned, NULL: keep the sender */
+	char *local_domain;		/* owned, NULL: none */
+	struct cfg_alias *aliases;	/* owned array */
+	size_t naliases;
+};
+
+/*
+ * Source lines of the keys cfg_check_runtime() reports on (0: not in the
+ * file, the default applies), so that its messages point at the key.
+ */
+struct cfg_lines {
+	unsigned spool;
+	unsigned ca_file;
+	unsigned username;
+	unsigned password_file;
+};
+
+struct cfg {
+	char *path;			/* owned: the file as passed to cfg_load */
+	char **listen;			/* owned array of owned "host:port" */
+	size_t nlisten;
+	char *hostname;			/* owned: EHLO name, default the FQDN */
+	char *spool;			/* owned */
+	struct cfg_net *allow;		/* owned array */
+	size_t nallow;
+	struct cfg_upstream upstream;
+	struct cfg_retry retry;
+	struct cfg_limits limits;
+	struct cfg_rewrite rewrite;
+	char *bounces_to;		/* owned, NULL: none */
+	struct cfg_lines line;
+};
+
+/* Problems found while loading, each "file:line: message". */
+struct cfg_errors {
+	char **msgs;			/* owned array of owned strings */
+	size_t n;
+};
+
+/*
+ * A password held so that it cannot be passed to a printf-style function by
+ * mistake (a struct does not match %s).  Wiped by cfg_secret_clear().
+ */
+struct cfg_secret {
+	char buf[512];
+	size_t len;
+};
+
+/*
+ * Loads and validates path; on failure *cfgp is NULL and errs says why.
+ * Messages are appended to errs (NULL: not wanted), which the caller clears.
+ * Returns -EINVAL for an invalid file, -errno when it cannot be read,
+ * -ENOMEM.  Relative paths in the file are made absolute against the file's
+ * directory.
+ */
+int cfg_load(const char *path, struct cfg **cfgp, struct cfg_errors *errs);
+/*
+ * The extra checks of --check-config that touch the system: the password
+ * file (or credential) is readable, not readable by group/others, and not
+ * empty; the spool exists or can be created.
+ */
+int cfg_check_runtime(const struct cfg *cfg, struct cfg_errors *errs);
+void cfg_free(struct cfg *cfg);
+void cfg_errors_clear(struct cfg_errors *errs);
+
+/*
+ * Reads the upstream password: $CREDENTIALS_DIRECTORY/upstream-password when
+ * it exists, else upstream.password_file.  Takes the first line, strips
+ * surrounding whitespace and the spaces inside (Google shows App Passwords as
+ * "abcd efgh ijkl mnop").  Refuses a file readable by group or others.
+ */
+int cfg_read_password(const struct cfg *cfg, struct cfg_secret *out,
+    char **err);
+void cfg_secret_clear(struct cfg_secret *s);
+
+/* "starttls", "implicit" or "none", as written in the file. */
+const char *cfg_tls_name(enum cfg_tls tls);
+
+/* "90s", "5m", "1h", "5d", "2w" or digits (seconds). */
+int cfg_parse_duration(const char *s, uint64_t *secs);
+/* "512", "64K", "25M", "1G" (powers of 1024; a trailing "B" is allowed). */
+int cfg_parse_size(const char *s, uint64_t *bytes);
+/* "127.0.0.0/8", "::1/128", a bare address means a host prefix. */
+int cfg_parse_net(const char *s, struct cfg_net *net);
+/* True when the sockaddr is inside one of the networks. */
+bool cfg_net_match(const struct cfg_net *nets, size_t n,
+    const struct sockaddr *sa);
+/* Splits "127.0.0.1:25", "[::1]:25", "*:25" into host and port. */
+int cfg_parse_listen(const char *s, char *host, size_t hostsz,
+    unsigned *port);
+
+#endif

@@ -1,0 +1,1653 @@
+/*
+ * queue: the durable spool (SPEC §5).  See queue.h for the API and
+ * docs/spool.md for the operator's view.
+ *
+ * Layout.  The spool directory holds three directories, all mode 0700:
+ *
+ *   tmp/       records being written (tmp/ID); never read by anyone else
+ *   msg/       committed records (msg/ID) and their state journals
+ *              (msg/ID.state)
+ *   corrupt/   records (and journals) recovery could not parse, moved aside
+ *              and never deleted by smartrelay
+ *
+ * Ids are 16 upper-case hex digits: microseconds since the epoch in the high
+ * 52 bits (good until 2112), a per-process random salt or a counter in the
+ * low 12 bits, strictly increasing within a process.  So ids sort in arrival
+ * order and never contain '/' or '.'.
+ *
+ * Record, format version 1 (msg/ID).  A text envelope, one "key value" line
+ * each, then the body bytes exactly as the session gave them (CRLF lines):
+ *
+ *   SMARTRELAY-QUEUE 1
+ *   id 0006123A9C3F2A17
+ *   arrival 1700000000
+ *   flags 00000001
+ *   from <alice@example.org>
+ *   rcpt <bob@example.net>
+ *   rcpt <carol@example.com>
+ *   body
+ *   Received: from ...<CRLF>...
+ *
+ * The first line names the format version; the reader dispatches on it and
+ * keeps a parser for every version it ever wrote.  "from <>" is the null
+ * sender.  flags is fixed-width hex so that commit can set QUEUE_F_8BITMIME
+ * in place once it has seen an 8-bit body byte.  "body" ends the envelope;
+ * body_offset is the byte after it, and the body size is the file size minus
+ * body_offset.  Bounds: lines up to QUEUE_LINE_MAX bytes, no control bytes
+ * (NUL, CR...) in the envelope, 1..QUEUE_MAX_RCPT recipients, addresses up
+ * to QUEUE_MAX_ADDR bytes, the envelope up to QUEUE_ENVELOPE_MAX bytes.
+ *
+ * Evolving the format: a field that an older reader may safely ignore is a
+ * new key within the same version (readers skip unknown keys made of
+ * [a-z0-9-]).  A field an older reader must not ignore is a key starting with
+ * '!' (readers refuse records with an unknown '!' key), or a new version
+ * number.  A reader refuses versions newer than its own; refused records go
+ * to corrupt/, whence they can be moved back after upgrading.
+ *
+ * State journal (msg/ID.state), append-only, one event per line:
+ *
+ *   CRC32 rcpt I STATE TIME[ REPLY]      STATE: pending delivered failed
+ *   CRC32 sched ATTEMPTS NEXT[ REPLY]
+ *
+ * CRC32 is 8 upper-case hex digits of the IEEE CRC-32 of the rest of the line
+ * after its space; REPLY is the upstream reply sanitised to one printable
+ * ASCII line.  Each append is one write() of a whole line, then fdatasync();
+ * creating the journal also fsyncs msg/.  On load, lines are applied in
+ * order, the last event winning; a line with a bad checksum, no final '\n'
+ * (torn by a crash) or an unknown kind is ignored.  Before appending to a
+ * journal that does not end in '\n', the file is truncated after its last
+ * '\n', so a torn tail never glues onto a new line.
+ *
+ * Commit (the order is what makes a 250 durable, SPEC §4):
+ *   write tmp/ID; fsync(tmp/ID); rename(tmp/ID, msg/ID); fsync(msg/).
+ * A crash before the rename leaves only tmp/ID, which recovery deletes; after
+ * the directory fsync the record is durable.  If the directory fsync fails,
+ * msg/ID is unlinked again and the commit fails, so the client retries.
+ *
+ * Removal: unlink(msg/ID); fsync(msg/); unlink(msg/ID.state).  The record
+ * goes first and durably, so no crash can leave a record without its
+ * journal (which would re-send to recipients already delivered); a journal
+ * without a record is an orphan that recovery removes.  For the same reason
+ * a journal is only created while its record exists, and a new message
+ * never takes an id for which msg/ID or msg/ID.state exists.
+ *
+ * Concurrency.  struct queue is immutable after queue_open() (directory fds
+ * and the path), so different writers may be used and committed from
+ * different threads and processes (the daemon and the sendmail tool) at the
+ * same time.  A writer holds flock(LOCK_EX) on its tmp file; recovery
+ * deletes only tmp files it can lock, so a sendmail running while the daemon
+ * starts is not disturbed.  Journal appends to one message must be
+ * serialised by its owner (the scheduler).
+ */
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define QUEUE_MAGIC		"SMARTRELAY-QUEUE "
+#define QUEUE_JOURNAL_SUFFIX	".state"
+#define QUEUE_LINE_MAX		2048		/* envelope and journal lines */
+#define QUEUE_ENVELOPE_MAX	(16u << 20)
+#define QUEUE_READ_FIRST	4096		/* most envelopes fit */
+#define QUEUE_JOURNAL_MAX	(64u << 20)
+#define QUEUE_WRITER_BUFSIZE	16384		/* per writer, envelope..commit */
+#define QUEUE_TIME_MAX \
+	((uint64_t)(sizeof(time_t) == 8 ? INT64_MAX : INT32_MAX))
+/* "ID.state" and a ".NN" suffix for corrupt/. */
+#define QUEUE_NAME_MAX		(QUEUE_ID_LEN + sizeof(QUEUE_JOURNAL_SUFFIX) + 4)
+
+struct queue {
+	char *dir;		/* owned: the spool path as given */
+	int dirfd;		/* the spool directory */
+	int tmpfd;		/* tmp/ */
+	int msgfd;		/* msg/ */
+	int corruptfd;		/* corrupt/ */
+};
+
+struct queue_writer {
+	struct queue *q;	/* borrowed */
+	char id[QUEUE_ID_LEN + 1];
+	int fd;			/* tmp/ID, locked; -1 once closed */
+	int error;		/* sticky first failure (negative errno) */
+	bool have_envelope;
+	bool committed;
+	bool eightbit;		/* a body byte >= 0x80 was seen */
+	unsigned flags;
+	off_t flags_off;	/* where the flags digits are in the file */
+	uint64_t size;		/* body bytes so far */
+	char *buf;		/* owned, QUEUE_WRITER_BUFSIZE, or NULL */
+	size_t buflen;
+};
+
+/* One name found in msg/ by recovery. */
+struct queue_ent {
+	char id[QUEUE_ID_LEN + 1];
+	bool journal;		/* ID.state rather than ID */
+};
+
+static _Atomic uint64_t queue_id_last;
+static _Atomic unsigned queue_id_salt;	/* 0x1000 | 12 random bits, or 0 */
+
+/* IEEE CRC-32 (the zlib one), bitwise: journal lines are short. */
+static uint32_t
+queue_crc32(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint32_t crc = 0xffffffffu;
+	size_t i;
+	int k;
+
+	for (i = 0; i < len; i++) {
+		crc ^= p[i];
+		for (k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+/* Reads up to len bytes at offset off, stopping early only at end of file. */
+static ssize_t
+queue_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* Writes all of buf; a short write without errno is reported as ENOSPC. */
+static int
+queue_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -errno;
+		if (n == 0)
+			return -ENOSPC;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Parses 1..maxdigits decimal digits, nothing else, into a value <= max. */
+static int
+queue_parse_dec(const char *s, size_t len, uint64_t max, uint64_t *vp)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (len == 0 || len > 20)
+		return -EBADMSG;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EBADMSG;
+		if (v > (max - (uint64_t)(s[i] - '0')) / 10)
+			return -EBADMSG;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*vp = v;
+	return 0;
+}
+
+/* Parses exactly 1..8 upper-case hex digits. */
+static int
+queue_parse_hex32(const char *s, size_t len, uint32_t *vp)
+{
+	uint32_t v = 0;
+	size_t i;
+
+	if (len == 0 || len > 8)
+		return -EBADMSG;
+	for (i = 0; i < len; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			v = v << 4 | (uint32_t)(s[i] - '0');
+		else if (s[i] >= 'A' && s[i] <= 'F')
+			v = v << 4 | (uint32_t)(s[i] - 'A' + 10);
+		else
+			return -EBADMSG;
+	}
+	*vp = v;
+	return 0;
+}
+
+/* Builds "ID.state". */
+static void
+queue_journal_name(char name[QUEUE_NAME_MAX], const char *id)
+{
+	snprintf(name, QUEUE_NAME_MAX, "%s%s", id, QUEUE_JOURNAL_SUFFIX);
+}
+
+/* 0 when name exists in dirfd, -ENOENT when not, else -errno. */
+static int
+queue_exists(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	return -errno;
+}
+
+/* ---- ids ---------------------------------------------------------------- */
+
+/* The low 12 bits of the first id of the second: random per process. */
+static unsigned
+queue_id_salt_get(void)
+{
+	unsigned s = atomic_load(&queue_id_salt);
+	unsigned short r;
+
+	if (s != 0)
+		return s & 0xfff;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (unsigned short)(getpid() ^ time(NULL));
+	s = 0x1000u | (r & 0xfffu);
+	atomic_store(&queue_id_salt, s);
+	return s & 0xfff;
+}
+
+void
+queue_new_id(char id[QUEUE_ID_LEN + 1])
+{
+	struct timespec ts;
+	uint64_t now, cand, prev, next;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	cand = now << 12 | queue_id_salt_get();
+	prev = atomic_load(&queue_id_last);
+	do {
+		next = cand > prev ? cand : prev + 1;
+	} while (!atomic_compare_exchange_weak(&queue_id_last, &prev, next));
+	snprintf(id, QUEUE_ID_LEN + 1, "%016" PRIX64, next);
+}
+
+bool
+queue_id_valid(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return false;
+	for (i = 0; i < QUEUE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'A' && id[i] <= 'F')))
+			return false;
+	return id[QUEUE_ID_LEN] == '\0';
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+/* mkdir -p: missing parents 0755, the last component 0700. */
+static int
+queue_mkdir_p(const char *path, bool *created)
+{
+	char *p, *s;
+	int r = 0;
+
+	*created = false;
+	if ((p = strdup(path)) == NULL)
+		return -ENOMEM;
+	for (s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) == -1 && errno != EEXIST) {
+			r = -errno;
+			goto out;
+		}
+		*s = '/';
+	}
+	if (mkdir(p, 0700) == 0)
+		*created = true;
+	else if (errno != EEXIST)
+		r = -errno;
+out:
+	free(p);
+	return r;
+}
+
+/* fsyncs the directory that contains path. */
+static int
+queue_fsync_parent(const char *path)
+{
+	char *p, *slash;
+	int fd, r = 0;
+
+	if ((p = strdup(path)) == NULL)
+		return -ENOMEM;
+	while ((slash = strrchr(p, '/')) != NULL && slash[1] == '\0' &&
+	    slash != p)
+		*slash = '\0';
+	slash = strrchr(p, '/');
+	if (slash == NULL)
+		strcpy(p, ".");
+	else if (slash == p)
+		p[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || fsync(fd) == -1)
+		r = -errno;
+	if (fd != -1)
+		close(fd);
+	free(p);
+	return r;
+}
+
+/* Creates (0700) and opens one subdirectory of the spool. */
+static int
+queue_open_sub(int dirfd, const char *name, int *fdp, bool *created)
+{
+	if (mkdirat(dirfd, name, 0700) == 0)
+		*created = true;
+	else if (errno != EEXIST)
+		return -errno;
+	*fdp = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *fdp == -1 ? -errno : 0;
+}
+
+int
+queue_open(const char *dir, struct queue **qp, char **err)
+{
+	struct queue *q;
+	bool created, subcreated = false;
+	const char *what = dir;
+	int r;
+
+	*qp = NULL;
+	if (err != NULL)
+		*err = NULL;
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return -ENOMEM;
+	q->dirfd = q->tmpfd = q->msgfd = q->corruptfd = -1;
+	if ((q->dir = strdup(dir)) == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = queue_mkdir_p(dir, &created)) < 0)
+		goto fail;
+	if ((q->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	what = "tmp";
+	if ((r = queue_open_sub(q->dirfd, "tmp", &q->tmpfd, &subcreated)) < 0)
+		goto fail;
+	what = "msg";
+	if ((r = queue_open_sub(q->dirfd, "msg", &q->msgfd, &subcreated)) < 0)
+		goto fail;
+	what = "corrupt";
+	if ((r = queue_open_sub(q->dirfd, "corrupt", &q->corruptfd,
+	    &subcreated)) < 0)
+		goto fail;
+	what = dir;
+	if (subcreated && fsync(q->dirfd) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	if (created && (r = queue_fsync_parent(dir)) < 0)
+		goto fail;
+	*qp = q;
+	return 0;
+fail:
+	if (err != NULL && r != -ENOMEM && asprintf(err, "spool %s%s%s: %s",
+	    dir, what == dir ? "" : "/", what == dir ? "" : what,
+	    strerror(-r)) == -1)
+		*err = NULL;
+	queue_close(q);
+	return r;
+}
+
+void
+queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	if (q->corruptfd != -1)
+		close(q->corruptfd);
+	if (q->msgfd != -1)
+		close(q->msgfd);
+	if (q->tmpfd != -1)
+		close(q->tmpfd);
+	if (q->dirfd != -1)
+		close(q->dirfd);
+	free(q->dir);
+	free(q);
+}
+
+const char *
+queue_dir(const struct queue *q)
+{
+	return q->dir;
+}
+
+/* ---- writer ------------------------------------------------------------- */
+
+/*
+ * Creates and locks tmp/ID.  -EEXIST asks for another id: the name is taken
+ * in tmp/ or msg/ (record or journal), or recovery is deleting our file.
+ */
+static int
+queue_tmp_create(struct queue *q, const char *id, int *fdp)
+{
+	char jname[QUEUE_NAME_MAX];
+	struct stat st;
+	int fd, r;
+
+	fd = openat(q->tmpfd, id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
+	    0600);
+	if (fd == -1)
+		return -errno;
+	/* Recovery unlinks a tmp file only while it holds this lock. */
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		r = errno == EWOULDBLOCK ? -EEXIST : -errno;
+		close(fd);
+		return r;
+	}
+	if (fstat(fd, &st) == -1) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (st.st_nlink == 0) {
+		close(fd);
+		return -EEXIST;
+	}
+	queue_journal_name(jname, id);
+	if ((r = queue_exists(q->msgfd, id)) == 0 ||
+	    (r == -ENOENT && (r = queue_exists(q->msgfd, jname)) == 0))
+		r = -EEXIST;
+	if (r != -ENOENT) {
+		unlinkat(q->tmpfd, id, 0);
+		close(fd);
+		return r;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int
+queue_writer_new(struct queue *q, struct queue_writer **wp)
+{
+	struct queue_writer *w;
+	int tries, r = -EEXIST;
+
+	*wp = NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return -ENOMEM;
+	w->q = q;
+	w->fd = -1;
+	for (tries = 0; tries < 100 && r == -EEXIST; tries++) {
+		queue_new_id(w->id);
+		r = queue_tmp_create(q, w->id, &w->fd);
+	}
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	*wp = w;
+	return 0;
+}
+
+const char *
+queue_writer_id(const struct queue_writer *w)
+{
+	return w->id;
+}
+
+uint64_t
+queue_writer_size(const struct queue_writer *w)
+{
+	return w->size;
+}
+
+/* Records the first failure: the tmp file goes at once (frees disk space). */
+static int
+queue_writer_fail(struct queue_writer *w, int r)
+{
+	w->error = r;
+	if (w->fd != -1) {
+		unlinkat(w->q->tmpfd, w->id, 0);
+		close(w->fd);
+		w->fd = -1;
+	}
+	free(w->buf);
+	w->buf = NULL;
+	w->buflen = 0;
+	return r;
+}
+
+static int
+queue_writer_flush(struct queue_writer *w)
+{
+	int r;
+
+	if (w->buflen == 0)
+		return 0;
+	if ((r = queue_write_all(w->fd, w->buf, w->buflen)) < 0)
+		return queue_writer_fail(w, r);
+	w->buflen = 0;
+	return 0;
+}
+
+/* Buffers len bytes; large pieces go straight to the file. */
+static int
+queue_writer_put(struct queue_writer *w, const void *p, size_t len)
+{
+	int r;
+
+	if (len <= QUEUE_WRITER_BUFSIZE - w->buflen) {
+		memcpy(w->buf + w->buflen, p, len);
+		w->buflen += len;
+		return 0;
+	}
+	if ((r = queue_writer_flush(w)) < 0)
+		return r;
+	if (len >= QUEUE_WRITER_BUFSIZE) {
+		if ((r = queue_write_all(w->fd, p, len)) < 0)
+			return queue_writer_fail(w, r);
+		return 0;
+	}
+	memcpy(w->buf, p, len);
+	w->buflen = len;
+	return 0;
+}
+
+/* True for an address the envelope can hold: no control bytes, bounded. */
+static bool
+queue_addr_ok(const char *addr, bool empty_ok)
+{
+	size_t i, len;
+
+	if (addr == NULL)
+		return false;
+	len = strlen(addr);
+	if ((len == 0 && !empty_ok) || len > QUEUE_MAX_ADDR)
+		return false;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)addr[i] < 0x20 || addr[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* Buffers one "key <addr>" line. */
+static int
+queue_writer_addr(struct queue_writer *w, const char *key, const char *addr)
+{
+	int r;
+
+	if ((r = queue_writer_put(w, key, strlen(key))) < 0 ||
+	    (r = queue_writer_put(w, " <", 2)) < 0 ||
+	    (r = queue_writer_put(w, addr, strlen(addr))) < 0 ||
+	    (r = queue_writer_put(w, ">\n", 2)) < 0)
+		return r;
+	return 0;
+}
+
+int
+queue_writer_envelope(struct queue_writer *w, const char *from,
+    const char *const *rcpts, size_t nrcpt, unsigned flags, time_t arrival)
+{
+	char head[128];
+	size_t i;
+	int n, r;
+
+	if (w->error != 0)
+		return w->error;
+	if (w->have_envelope || w->committed || arrival < 0 ||
+	    !queue_addr_ok(from, true) || nrcpt == 0 ||
+	    nrcpt > QUEUE_MAX_RCPT || rcpts == NULL)
+		return -EINVAL;
+	for (i = 0; i < nrcpt; i++)
+		if (!queue_addr_ok(rcpts[i], false))
+			return -EINVAL;
+	if ((w->buf = malloc(QUEUE_WRITER_BUFSIZE)) == NULL)
+		return -ENOMEM;
+	n = snprintf(head, sizeof(head), "%s%d\nid %s\narrival %lld\nflags ",
+	    QUEUE_MAGIC, QUEUE_FORMAT_VERSION, w->id, (long long)arrival);
+	w->flags_off = n;
+	w->flags = flags;
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "%08X\n", flags);
+	if ((r = queue_writer_put(w, head, (size_t)n)) < 0 ||
+	    (r = queue_writer_addr(w, "from", from)) < 0)
+		return r;
+	for (i = 0; i < nrcpt; i++)
+		if ((r = queue_writer_addr(w, "rcpt", rcpts[i])) < 0)
+			return r;
+	if ((r = queue_writer_put(w, "body\n", 5)) < 0)
+		return r;
+	w->have_envelope = true;
+	return 0;
+}
+
+/* True when a byte of buf has its high bit set. */
+static bool
+queue_has_8bit(const unsigned char *p, size_t len)
+{
+	uint64_t word, acc = 0;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&word, p + i, 8);
+		acc |= word;
+	}
+	for (; i < len; i++)
+		acc |= p[i];
+	return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
+int
+queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
+{
+	if (w->error != 0)
+		return w->error;
+	if (!w->have_envelope || w->committed)
+		return -EINVAL;
+	if (!w->eightbit && queue_has_8bit(buf, len))
+		w->eightbit = true;
+	w->size += len;
+	return queue_writer_put(w, buf, len);
+}
+
+int
+queue_writer_commit(struct queue_writer *w)
+{
+	char digits[9];
+	ssize_t n;
+	int r;
+
+	if (w->error != 0)
+		return w->error;
+	if (!w->have_envelope || w->committed)
+		return -EINVAL;
+	if ((r = queue_writer_flush(w)) < 0)
+		return r;
+	if (w->eightbit && !(w->flags & QUEUE_F_8BITMIME)) {
+		snprintf(digits, sizeof(digits), "%08X",
+		    w->flags | QUEUE_F_8BITMIME);
+		n = pwrite(w->fd, digits, 8, w->flags_off);
+		if (n != 8)
+			return queue_writer_fail(w, n == -1 ? -errno : -EIO);
+	}
+	if (fsync(w->fd) == -1)
+		return queue_writer_fail(w, -errno);
+	if (renameat(w->q->tmpfd, w->id, w->q->msgfd, w->id) == -1)
+		return queue_writer_fail(w, -errno);
+	if (fsync(w->q->msgfd) == -1) {
+		/* Not durable: take it back so that the client retries. */
+		r = -errno;
+		unlinkat(w->q->msgfd, w->id, 0);
+		close(w->fd);
+		w->fd = -1;
+		return queue_writer_fail(w, r);
+	}
+	close(w->fd);
+	w->fd = -1;
+	free(w->buf);
+	w->buf = NULL;
+	w->committed = true;
+	return 0;
+}
+
+void
+queue_writer_free(struct queue_writer *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd != -1) {
+		if (!w->committed)
+			unlinkat(w->q->tmpfd, w->id, 0);
+		close(w->fd);
+	}
+	free(w->buf);
+	free(w);
+}
+
+/* ---- record parser ------------------------------------------------------ */
+
+/* Which single-valued keys a version 1 envelope has shown. */
+struct queue_seen {
+	bool id, arrival, flags, from;
+	size_t rcpt_cap;
+};
+
+void
+queue_msg_free(struct queue_msg *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->nrcpt; i++) {
+		free(m->rcpt[i].addr);
+		free(m->rcpt[i].reply);
+	}
+	free(m->rcpt);
+	free(m->from);
+	free(m->last_reply);
+	free(m);
+}
+
+/* Frees what a failed parse allocated and zeroes m. */
+static void
+queue_msg_clear(struct queue_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nrcpt; i++) {
+		free(m->rcpt[i].addr);
+		free(m->rcpt[i].reply);
+	}
+	free(m->rcpt);
+	free(m->from);
+	free(m->last_reply);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Copies "<addr>" out of v without the brackets. */
+static int
+queue_parse_addr(const char *v, size_t vlen, bool empty_ok, char **out)
+{
+	if (vlen < 2 || v[0] != '<' || v[vlen - 1] != '>' ||
+	    vlen - 2 > QUEUE_MAX_ADDR || (vlen == 2 && !empty_ok))
+		return -EBADMSG;
+	if ((*out = strndup(v + 1, vlen - 2)) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Appends one recipient. */
+static int
+queue_parse_rcpt(struct queue_msg *m, struct queue_seen *seen, const char *v,
+    size_t vlen)
+{
+	struct queue_rcpt *nr;
+	size_t cap;
+	char *addr;
+	int r;
+
+	if (m->nrcpt >= QUEUE_MAX_RCPT)
+		return -EBADMSG;
+	if ((r = queue_parse_addr(v, vlen, false, &addr)) < 0)
+		return r;
+	if (m->nrcpt == seen->rcpt_cap) {
+		cap = seen->rcpt_cap == 0 ? 4 : seen->rcpt_cap * 2;
+		if ((nr = reallocarray(m->rcpt, cap, sizeof(*nr))) == NULL) {
+			free(addr);
+			return -ENOMEM;
+		}
+		m->rcpt = nr;
+		seen->rcpt_cap = cap;
+	}
+	memset(&m->rcpt[m->nrcpt], 0, sizeof(m->rcpt[0]));
+	m->rcpt[m->nrcpt].addr = addr;
+	m->rcpt[m->nrcpt].state = QUEUE_RCPT_PENDING;
+	m->nrcpt++;
+	return 0;
+}
+
+/*
+ * Parses one version 1 envelope line (no '\n', no control bytes).  Returns
+ * 1 at "body", 0 for a field, or a negative errno.
+ */
+static int
+queue_parse_v1_line(struct queue_msg *m, struct queue_seen *seen,
+    const char *line, size_t len)
+{
+	const char *sp = memchr(line, ' ', len), *v;
+	size_t klen = sp != NULL ? (size_t)(sp - line) : len, vlen, i;
+	uint64_t val;
+	uint32_t flags;
+	int r;
+
+	v = sp != NULL ? sp + 1 : line + len;
+	vlen = sp != NULL ? len - klen - 1 : 0;
+#define KEY(k) (klen == sizeof(k) - 1 && memcmp(line, k, klen) == 0)
+	if (KEY("body"))
+		return sp == NULL ? 1 : -EBADMSG;
+	if (sp == NULL)
+		return -EBADMSG;
+	if (KEY("id")) {
+		if (seen->id || vlen != QUEUE_ID_LEN)
+			return -EBADMSG;
+		memcpy(m->id, v, QUEUE_ID_LEN);
+		m->id[QUEUE_ID_LEN] = '\0';
+		if (!queue_id_valid(m->id))
+			return -EBADMSG;
+		seen->id = true;
+	} else if (KEY("arrival")) {
+		if (seen->arrival ||
+		    queue_parse_dec(v, vlen, QUEUE_TIME_MAX, &val) < 0)
+			return -EBADMSG;
+		m->arrival = (time_t)val;
+		seen->arrival = true;
+	} else if (KEY("flags")) {
+		if (seen->flags || queue_parse_hex32(v, vlen, &flags) < 0)
+			return -EBADMSG;
+		m->flags = flags;
+		seen->flags = true;
+	} else if (KEY("from")) {
+		if (seen->from)
+			return -EBADMSG;
+		if ((r = queue_parse_addr(v, vlen, true, &m->from)) < 0)
+			return r;
+		seen->from = true;
+	} else if (KEY("rcpt")) {
+		return queue_parse_rcpt(m, seen, v, vlen);
+	} else {
+		/* Unknown: critical ('!') refuses the record; others skip. */
+		if (klen == 0 || line[0] == '!')
+			return -EBADMSG;
+		for (i = 0; i < klen; i++)
+			if (!((line[i] >= 'a' && line[i] <= 'z') ||
+			    (line[i] >= '0' && line[i] <= '9') ||
+			    line[i] == '-'))
+				return -EBADMSG;
+	}
+#undef KEY
+	return 0;
+}
+
+/* Parses the "SMARTRELAY-QUEUE N" line into the version number. */
+static int
+queue_parse_magic(const char *line, size_t len, unsigned *versionp)
+{
+	size_t mlen = sizeof(QUEUE_MAGIC) - 1;
+	uint64_t v;
+
+	if (len <= mlen || memcmp(line, QUEUE_MAGIC, mlen) != 0 ||
+	    queue_parse_dec(line + mlen, len - mlen, UINT_MAX, &v) < 0 ||
+	    v == 0)
+		return -EBADMSG;
+	if (v > QUEUE_FORMAT_VERSION)
+		return -ENOTSUP;
+	*versionp = (unsigned)v;
+	return 0;
+}
+
+int
+queue_parse_envelope(const char *buf, size_t len, struct queue_msg *m,
+    size_t *body_offset)
+{
+	struct queue_seen seen = { 0 };
+	const char *line, *nl;
+	size_t pos = 0, llen, i, avail;
+	unsigned version = 0;
+	int r = 0;
+
+	memset(m, 0, sizeof(*m));
+	for (;;) {
+		line = buf + pos;
+		avail = len - pos;
+		nl = memchr(line, '\n', avail < QUEUE_LINE_MAX + 1 ?
+		    avail : QUEUE_LINE_MAX + 1);
+		if (nl == NULL) {
+			r = avail > QUEUE_LINE_MAX || len >=
+			    QUEUE_ENVELOPE_MAX ? -EBADMSG : -EAGAIN;
+			goto fail;
+		}
+		llen = (size_t)(nl - line);
+		pos += llen + 1;
+		if (pos > QUEUE_ENVELOPE_MAX) {
+			r = -EBADMSG;
+			goto fail;
+		}
+		for (i = 0; i < llen; i++)
+			if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) {
+				r = -EBADMSG;
+				goto fail;
+			}
+		if (version == 0) {
+			if ((r = queue_parse_magic(line, llen, &version)) < 0)
+				goto fail;
+			continue;
+		}
+		/* Only version 1 exists; later ones add a case here. */
+		if ((r = queue_parse_v1_line(m, &seen, line, llen)) < 0)
+			goto fail;
+		if (r == 1)
+			break;
+	}
+	if (!seen.id || !seen.arrival || !seen.flags || !seen.from ||
+	    m->nrcpt == 0) {
+		r = -EBADMSG;
+		goto fail;
+	}
+	m->body_offset = pos;
+	*body_offset = pos;
+	return 0;
+fail:
+	queue_msg_clear(m);
+	return r;
+}
+
+/* ---- journal ------------------------------------------------------------ */
+
+/* Cuts the next space-separated token off [*p, end). */
+static bool
+queue_token(const char **p, const char *end, const char **tok, size_t *len)
+{
+	const char *sp;
+
+	if (*p >= end)
+		return false;
+	sp = memchr(*p, ' ', (size_t)(end - *p));
+	*tok = *p;
+	*len = (size_t)((sp != NULL ? sp : end) - *p);
+	*p = sp != NULL ? sp + 1 : end;
+	return *len > 0;
+}
+
+/* Duplicates the optional trailing reply; NULL when absent. */
+static int
+queue_reply_dup(const char *p, const char *end, char **out)
+{
+	*out = NULL;
+	if (p >= end)
+		return 0;
+	if ((size_t)(end - p) > QUEUE_MAX_REPLY)
+		return -EBADMSG;
+	if ((*out = strndup(p, (size_t)(end - p))) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Applies "rcpt I STATE TIME[ REPLY]" (after the kind). */
+static int
+queue_journal_rcpt(struct queue_msg *m, const char *p, const char *end)
+{
+	const char *tok;
+	size_t len;
+	uint64_t i, t;
+	enum queue_rcpt_state state;
+	char *reply;
+	int r;
+
+	if (!queue_token(&p, end, &tok, &len) ||
+	    queue_parse_dec(tok, len, SIZE_MAX, &i) < 0 || i >= m->nrcpt)
+		return -EBADMSG;
+	if (!queue_token(&p, end, &tok, &len))
+		return -EBADMSG;
+	if (len == 7 && memcmp(tok, "pending", 7) == 0)
+		state = QUEUE_RCPT_PENDING;
+	else if (len == 9 && memcmp(tok, "delivered", 9) == 0)
+		state = QUEUE_RCPT_DELIVERED;
+	else if (len == 6 && memcmp(tok, "failed", 6) == 0)
+		state = QUEUE_RCPT_FAILED;
+	else
+		return -EBADMSG;
+	if (!queue_token(&p, end, &tok, &len) ||
+	    queue_parse_dec(tok, len, QUEUE_TIME_MAX, &t) < 0)
+		return -EBADMSG;
+	if ((r = queue_reply_dup(p, end, &reply)) < 0)
+		return r;
+	m->rcpt[i].state = state;
+	m->rcpt[i].updated = (time_t)t;
+	free(m->rcpt[i].reply);
+	m->rcpt[i].reply = reply;
+	return 0;
+}
+
+/* Applies "sched ATTEMPTS NEXT[ REPLY]" (after the kind). */
+static int
+queue_journal_sched(struct queue_msg *m, const char *p, const char *end)
+{
+	const char *tok;
+	size_t len;
+	uint64_t attempts, next;
+	char *reply;
+	int r;
+
+	if (!queue_token(&p, end, &tok, &len) ||
+	    queue_parse_dec(tok, len, UINT_MAX, &attempts) < 0 ||
+	    !queue_token(&p, end, &tok, &len) ||
+	    queue_parse_dec(tok, len, QUEUE_TIME_MAX, &next) < 0)
+		return -EBADMSG;
+	if ((r = queue_reply_dup(p, end, &reply)) < 0)
+		return r;
+	m->attempts = (unsigned)attempts;
+	m->next_attempt = (time_t)next;
+	free(m->last_reply);
+	m->last_reply = reply;
+	return 0;
+}
+
+/* Checks and applies one journal line (without its '\n'). */
+static int
+queue_journal_line(struct queue_msg *m, const char *line, size_t len)
+{
+	const char *p, *end = line + len, *kind;
+	uint32_t crc;
+	size_t i, klen;
+
+	if (len < 10 || len > QUEUE_LINE_MAX || line[8] != ' ' ||
+	    queue_parse_hex32(line, 8, &crc) < 0 ||
+	    queue_crc32(line + 9, len - 9) != crc)
+		return -EBADMSG;
+	for (i = 9; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			return -EBADMSG;
+	p = line + 9;
+	if (!queue_token(&p, end, &kind, &klen))
+		return -EBADMSG;
+	if (klen == 4 && memcmp(kind, "rcpt", 4) == 0)
+		return queue_journal_rcpt(m, p, end);
+	if (klen == 5 && memcmp(kind, "sched", 5) == 0)
+		return queue_journal_sched(m, p, end);
+	return -EBADMSG;	/* a kind from a newer version: skipped */
+}
+
+int
+queue_journal_apply(struct queue_msg *m, const char *buf, size_t len)
+{
+	const char *nl;
+	size_t pos = 0;
+	int ignored = 0, r;
+
+	while (pos < len) {
+		if ((nl = memchr(buf + pos, '\n', len - pos)) == NULL) {
+			ignored++;	/* torn last line */
+			break;
+		}
+		r = queue_journal_line(m, buf + pos, (size_t)(nl - buf) - pos);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 && ignored < INT_MAX)
+			ignored++;
+		pos = (size_t)(nl - buf) + 1;
+	}
+	return ignored;
+}
+
+/* Copies src as one printable ASCII line, at most QUEUE_MAX_REPLY bytes. */
+static size_t
+queue_sanitize(char *dst, const char *src)
+{
+	size_t n = 0;
+	unsigned char c;
+
+	for (; src != NULL && *src != '\0' && n < QUEUE_MAX_REPLY; src++) {
+		c = (unsigned char)*src;
+		if (c == '\r' && src[1] == '\n')
+			continue;	/* CRLF becomes one space */
+		if (c == '\r' || c == '\n' || c == '\t')
+			c = ' ';
+		else if (c < 0x20 || c >= 0x7f)
+			c = '?';
+		if (c == ' ' && (n == 0 || dst[n - 1] == ' '))
+			continue;
+		dst[n++] = (char)c;
+	}
+	while (n > 0 && dst[n - 1] == ' ')
+		n--;
+	dst[n] = '\0';
+	return n;
+}
+
+/* Before an append: cuts a torn tail back to just after the last '\n'. */
+static int
+queue_journal_repair(int fd)
+{
+	struct stat st;
+	char last, *buf;
+	ssize_t n;
+	off_t keep = 0;
+	int r = 0;
+
+	if (fstat(fd, &st) == -1)
+		return -errno;
+	if (st.st_size == 0)
+		return 0;
+	if ((n = queue_pread_full(fd, &last, 1, st.st_size - 1)) < 0)
+		return (int)n;
+	if (n == 1 && last == '\n')
+		return 0;
+	if (st.st_size > QUEUE_JOURNAL_MAX)
+		return -EFBIG;
+	if ((buf = malloc((size_t)st.st_size)) == NULL)
+		return -ENOMEM;
+	n = queue_pread_full(fd, buf, (size_t)st.st_size, 0);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	for (keep = n; keep > 0 && buf[keep - 1] != '\n'; keep--)
+		continue;
+	if (ftruncate(fd, keep) == -1)
+		r = -errno;
+out:
+	free(buf);
+	return r;
+}
+
+/* Durably appends one journal line carrying payload to msg/ID.state. */
+static int
+queue_journal_append(struct queue *q, const char *id, const char *payload)
+{
+	char name[QUEUE_NAME_MAX], line[QUEUE_LINE_MAX + 1];
+	size_t plen = strlen(payload), len;
+	bool created = true;
+	struct stat st;
+	ssize_t n;
+	int fd, r = 0;
+
+	if (plen + 10 > QUEUE_LINE_MAX)
+		return -EINVAL;
+	len = (size_t)snprintf(line, sizeof(line), "%08" PRIX32 " %s\n",
+	    queue_crc32(payload, plen), payload);
+	queue_journal_name(name, id);
+	fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CREAT | O_EXCL |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1 && errno == EEXIST) {
+		created = false;
+		fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CLOEXEC |
+		    O_NOFOLLOW);
+	}
+	if (fd == -1)
+		return -errno;
+	if (created && (r = queue_exists(q->msgfd, id)) < 0) {
+		/* The record is gone: a journal must not outlive it. */
+		unlinkat(q->msgfd, name, 0);
+		goto out;
+	}
+	if (!created && (r = queue_journal_repair(fd)) < 0)
+		goto out;
+	if (fstat(fd, &st) == -1) {
+		r = -errno;
+		goto out;
+	}
+	do
+		n = write(fd, line, len);
+	while (n == -1 && errno == EINTR);
+	if (n != (ssize_t)len) {
+		r = n == -1 ? -errno : -ENOSPC;
+		if (n > 0 && ftruncate(fd, st.st_size) == -1)
+			r = -errno;	/* the next append repairs it */
+		goto out;
+	}
+	if (fdatasync(fd) == -1 || (created && fsync(q->msgfd) == -1))
+		r = -errno;
+out:
+	close(fd);
+	return r;
+}
+
+int
+queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
+    enum queue_rcpt_state state, const char *reply)
+{
+	static const char *const names[] = { "pending", "delivered",
+	    "failed" };
+	char clean[QUEUE_MAX_REPLY + 1], payload[QUEUE_LINE_MAX];
+	char *dup = NULL;
+	time_t now = time(NULL);
+	size_t rlen;
+	int r;
+
+	if (i >= m->nrcpt || (unsigned)state > QUEUE_RCPT_FAILED)
+		return -EINVAL;
+	rlen = queue_sanitize(clean, reply);
+	if (rlen > 0 && (dup = strdup(clean)) == NULL)
+		return -ENOMEM;
+	snprintf(payload, sizeof(payload), "rcpt %zu %s %lld%s%s", i,
+	    names[state], (long long)now, rlen > 0 ? " " : "", clean);
+	if ((r = queue_journal_append(q, m->id, payload)) < 0) {
+		free(dup);
+		return r;
+	}
+	m->rcpt[i].state = state;
+	m->rcpt[i].updated = now;
+	free(m->rcpt[i].reply);
+	m->rcpt[i].reply = dup;
+	return 0;
+}
+
+int
+queue_set_schedule(struct queue *q, struct queue_msg *m, unsigned attempts,
+    time_t next, const char *reply)
+{
+	char clean[QUEUE_MAX_REPLY + 1], payload[QUEUE_LINE_MAX];
+	char *dup = NULL;
+	size_t rlen;
+	int r;
+
+	if (next < 0)
+		return -EINVAL;
+	rlen = queue_sanitize(clean, reply);
+	if (rlen > 0 && (dup = strdup(clean)) == NULL)
+		return -ENOMEM;
+	snprintf(payload, sizeof(payload), "sched %u %lld%s%s", attempts,
+	    (long long)next, rlen > 0 ? " " : "", clean);
+	if ((r = queue_journal_append(q, m->id, payload)) < 0) {
+		free(dup);
+		return r;
+	}
+	m->attempts = attempts;
+	m->next_attempt = next;
+	free(m->last_reply);
+	m->last_reply = dup;
+	return 0;
+}
+
+bool
+queue_msg_done(const struct queue_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			return false;
+	return true;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* Reads and parses msg/ID's envelope: the first 4 KiB, more if needed. */
+static int
+queue_read_record(struct queue *q, const char *id, struct queue_msg *m)
+{
+	char first[QUEUE_READ_FIRST], *buf = first, *nbuf;
+	size_t cap = sizeof(first), have, off;
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	fd = openat(q->msgfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		return errno == ELOOP ? -EBADMSG : -errno;
+	if (fstat(fd, &st) == -1) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EBADMSG;
+		goto out;
+	}
+	if ((n = queue_pread_full(fd, buf, cap, 0)) < 0) {
+		r = (int)n;
+		goto out;
+	}
+	have = (size_t)n;
+	while ((r = queue_parse_envelope(buf, have, m, &off)) == -EAGAIN) {
+		if (have < cap || cap >= QUEUE_ENVELOPE_MAX) {
+			r = -EBADMSG;	/* the file ends inside the envelope */
+			goto out;
+		}
+		cap = cap * 4 < QUEUE_ENVELOPE_MAX ? cap * 4 :
+		    QUEUE_ENVELOPE_MAX;
+		if ((nbuf = realloc(buf == first ? NULL : buf, cap)) == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (buf == first)
+			memcpy(nbuf, first, have);
+		buf = nbuf;
+		n = queue_pread_full(fd, buf + have, cap - have, (off_t)have);
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		have += (size_t)n;
+	}
+	if (r < 0)
+		goto out;
+	if (strcmp(m->id, id) != 0 || (uint64_t)st.st_size < off) {
+		queue_msg_clear(m);
+		r = -EBADMSG;
+		goto out;
+	}
+	m->size = (uint64_t)st.st_size - off;
+out:
+	if (buf != first)
+		free(buf);
+	close(fd);
+	return r;
+}
+
+/* Applies msg/ID.state to m; a missing journal is fine. */
+static int
+queue_read_journal(struct queue *q, struct queue_msg *m)
+{
+	char name[QUEUE_NAME_MAX], *buf;
+	struct stat st;
+	ssize_t n;
+	int fd, r = 0;
+
+	queue_journal_name(name, m->id);
+	fd = openat(q->msgfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : errno == ELOOP ? -EBADMSG : -errno;
+	if (fstat(fd, &st) == -1) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > QUEUE_JOURNAL_MAX) {
+		r = !S_ISREG(st.st_mode) ? -EBADMSG : -EFBIG;
+		goto out;
+	}
+	if (st.st_size == 0)
+		goto out;
+	if ((buf = malloc((size_t)st.st_size)) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = queue_pread_full(fd, buf, (size_t)st.st_size, 0);
+	r = n < 0 ? (int)n : queue_journal_apply(m, buf, (size_t)n);
+	if (r > 0)
+		r = 0;
+	free(buf);
+out:
+	close(fd);
+	return r;
+}
+
+/* Loads record and (when it may exist) journal into a new message. */
+static int
+queue_load_one(struct queue *q, const char *id, bool journal,
+    struct queue_msg **mp)
+{
+	struct queue_msg *m;
+	int r;
+
+	*mp = NULL;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -ENOMEM;
+	if ((r = queue_read_record(q, id, m)) < 0) {
+		free(m);
+		return r;
+	}
+	if (journal && (r = queue_read_journal(q, m)) < 0) {
+		queue_msg_free(m);
+		return r;
+	}
+	*mp = m;
+	return 0;
+}
+
+int
+queue_load(struct queue *q, const char *id, struct queue_msg **mp)
+{
+	*mp = NULL;
+	if (!queue_id_valid(id))
+		return -EINVAL;
+	return queue_load_one(q, id, true, mp);
+}
+
+int
+queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp)
+{
+	int fd;
+
+	*fdp = -1;
+	if (!queue_id_valid(m->id))
+		return -EINVAL;
+	fd = openat(q->msgfd, m->id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1)
+		return -errno;
+	if (lseek(fd, (off_t)m->body_offset, SEEK_SET) == -1) {
+		close(fd);
+		return -errno;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int
+queue_remove(struct queue *q, const char *id)
+{
+	char name[QUEUE_NAME_MAX];
+	int r = 0;
+
+	if (!queue_id_valid(id))
+		return -EINVAL;
+	/* Record first, durably: see "Removal" at the top of this file. */
+	if (unlinkat(q->msgfd, id, 0) == -1)
+		r = -errno;
+	else if (fsync(q->msgfd) == -1)
+		return -errno;
+	queue_journal_name(name, id);
+	if (unlinkat(q->msgfd, name, 0) == -1 && errno != ENOENT && r == 0)
+		r = -errno;
+	return r;
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+/* Opens a directory stream on a fresh descriptor for dirfd. */
+static DIR *
+queue_opendir(int dirfd)
+{
+	DIR *d;
+	int fd;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return NULL;
+	if ((d = fdopendir(fd)) == NULL)
+		close(fd);
+	return d;
+}
+
+/* Deletes tmp files that no live writer holds locked. */
+static int
+queue_clean_tmp(struct queue *q)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	if ((d = queue_opendir(q->tmpfd)) == NULL)
+		return -errno;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		fd = openat(q->tmpfd, de->d_name, O_RDONLY | O_CLOEXEC |
+		    O_NOFOLLOW | O_NONBLOCK);
+		if (fd == -1) {
+			if (errno == ELOOP)
+				unlinkat(q->tmpfd, de->d_name, 0);
+			continue;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			unlinkat(q->tmpfd, de->d_name, 0);
+		close(fd);
+	}
+	if (errno != 0)
+		r = -errno;
+	closedir(d);
+	return r;
+}
+
+/* Classifies one name of msg/; false for names that are not ours. */
+static bool
+queue_ent_parse(const char *name, struct queue_ent *e)
+{
+	size_t len = strlen(name);
+
+	if (len == QUEUE_ID_LEN)
+		e->journal = false;
+	else if (len == QUEUE_ID_LEN + sizeof(QUEUE_JOURNAL_SUFFIX) - 1 &&
+	    strcmp(name + QUEUE_ID_LEN, QUEUE_JOURNAL_SUFFIX) == 0)
+		e->journal = true;
+	else
+		return false;
+	memcpy(e->id, name, QUEUE_ID_LEN);
+	e->id[QUEUE_ID_LEN] = '\0';
+	return queue_id_valid(e->id);
+}
+
+/* Lists msg/ into a growing array of records and journals. */
+static int
+queue_scan_msg(struct queue *q, struct queue_ent **entsp, size_t *np)
+{
+	struct queue_ent *ents = NULL, *ne, e;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	if ((d = queue_opendir(q->msgfd)) == NULL)
+		return -errno;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (!queue_ent_parse(de->d_name, &e))
+			continue;
+		if (n == cap) {
+			cap = cap == 0 ? 1024 : cap * 2;
+			if ((ne = reallocarray(ents, cap, sizeof(*ne))) ==
+			    NULL) {
+				errno = ENOMEM;
+				break;
+			}
+			ents = ne;
+		}
+		ents[n++] = e;
+	}
+	if (errno != 0) {
+		r = -errno;
+		free(ents);
+		ents = NULL;
+		n = 0;
+	}
+	closedir(d);
+	*entsp = ents;
+	*np = n;
+	return r;
+}
+
+/* Sorts by id (arrival order), a record before its journal. */
+static int
+queue_ent_cmp(const void *a, const void *b)
+{
+	const struct queue_ent *x = a, *y = b;
+	int c = memcmp(x->id, y->id, QUEUE_ID_LEN);
+
+	return c != 0 ? c : (int)x->journal - (int)y->journal;
+}
+
+/* Moves msg/name to corrupt/, never replacing an earlier one there. */
+static int
+queue_move_aside(struct queue *q, const char *name)
+{
+	char dst[QUEUE_NAME_MAX + 4];
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		if (i == 0)
+			snprintf(dst, sizeof(dst), "%s", name);
+		else
+			snprintf(dst, sizeof(dst), "%s.%d", name, i);
+		if (renameat2(q->msgfd, name, q->corruptfd, dst,
+		    RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno == EINVAL || errno == ENOSYS)
+			return renameat(q->msgfd, name, q->corruptfd, dst) ==
+			    -1 ? -errno : 0;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+/* True for load errors that mean "this record's content is bad". */
+static bool
+queue_err_corrupt(int r)
+{
+	return r == -EBADMSG || r == -ENOTSUP || r == -EFBIG || r == -EIO;
+}
+
+int
+queue_recover(struct queue *q, void (*cb)(struct queue_msg *, void *),
+    void *arg, size_t *ncorrupt, char **err)
+{
+	char id[QUEUE_ID_LEN + 1], jname[QUEUE_NAME_MAX], what[64];
+	struct queue_ent *ents = NULL;
+	struct queue_msg *m;
+	size_t n = 0, i, bad = 0;
+	bool journal;
+	int r;
+
+	if (ncorrupt != NULL)
+		*ncorrupt = 0;
+	if (err != NULL)
+		*err = NULL;
+	snprintf(what, sizeof(what), "tmp");
+	if ((r = queue_clean_tmp(q)) < 0)
+		goto fail;
+	snprintf(what, sizeof(what), "msg");
+	if ((r = queue_scan_msg(q, &ents, &n)) < 0)
+		goto fail;
+	if (n > 0)
+		qsort(ents, n, sizeof(*ents), queue_ent_cmp);
+	for (i = 0; i < n; i++) {
+		memcpy(id, ents[i].id, sizeof(id));
+		queue_journal_name(jname, id);
+		if (ents[i].journal) {
+			/* A journal without a record: an orphan. */
+			unlinkat(q->msgfd, jname, 0);
+			continue;
+		}
+		journal = i + 1 < n && ents[i + 1].journal &&
+		    strcmp(ents[i + 1].id, id) == 0;
+		if (journal)
+			i++;
+		snprintf(what, sizeof(what), "msg/%s", id);
+		if ((r = queue_load_one(q, id, journal, &m)) == 0) {
+			cb(m, arg);
+			continue;
+		}
+		if (r == -ENOENT)
+			continue;	/* removed meanwhile */
+		if (!queue_err_corrupt(r))
+			goto fail;
+		if ((r = queue_move_aside(q, id)) < 0 ||
+		    (journal && (r = queue_move_aside(q, jname)) < 0))
+			goto fail;
+		bad++;
+	}
+	snprintf(what, sizeof(what), "corrupt");
+	if (bad > 0 && (fsync(q->corruptfd) == -1 || fsync(q->msgfd) == -1)) {
+		r = -errno;
+		goto fail;
+	}
+	free(ents);
+	if (ncorrupt != NULL)
+		*ncorrupt = bad;
+	return 0;
+fail:
+	if (err != NULL && asprintf(err, "spool %s/%s: %s", q->dir, what,
+	    strerror(-r)) == -1)
+		*err = NULL;
+	free(ents);
+	if (ncorrupt != NULL)
+		*ncorrupt = bad;
+	return r;
+}

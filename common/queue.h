@@ -1,0 +1,138 @@
+/*
+ * queue: the durable spool (SPEC §5).  Shared by the daemon and the
+ * smartrelay tool; the on-disk format is documented at the top of queue.c
+ * and in docs/spool.md.
+ *
+ * A message is written through a struct queue_writer into a temporary file
+ * and becomes visible only through queue_writer_commit(): file fsync, rename
+ * into place, directory fsync.  After commit returns 0 the message survives
+ * kill -9 and power loss; before, it leaves no trace after queue_recover().
+ * Per-recipient outcomes and the schedule are appended to a per-message
+ * state journal with fsync, so a restart never re-sends to a recipient that
+ * already succeeded.
+ *
+ * Error convention: 0 or a negative errno; nothing here logs.  Functions
+ * that take char **err set it (malloc'd) where a human message helps.
+ * Different writers may commit concurrently from different threads.
+ */
+#ifndef SMARTRELAY_QUEUE_H
+#define SMARTRELAY_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define QUEUE_ID_LEN		16	/* hex digits */
+#define QUEUE_FORMAT_VERSION	1
+
+/* Message flags, from the client's MAIL parameters and the body seen. */
+#define QUEUE_F_8BITMIME	0x01	/* BODY=8BITMIME or 8-bit bytes seen */
+#define QUEUE_F_SMTPUTF8	0x02	/* client asked SMTPUTF8 */
+#define QUEUE_F_DSN		0x04	/* a delivery status notification we made */
+
+enum queue_rcpt_state {
+	QUEUE_RCPT_PENDING,
+	QUEUE_RCPT_DELIVERED,
+	QUEUE_RCPT_FAILED,
+};
+
+struct queue_rcpt {
+	char *addr;			/* owned: the address relayed to */
+	enum queue_rcpt_state state;
+	time_t updated;			/* time of the last state change */
+	char *reply;			/* owned, NULL: last upstream reply */
+};
+
+struct queue_msg {
+	char id[QUEUE_ID_LEN + 1];
+	time_t arrival;
+	char *from;			/* owned: "" for the null sender <> */
+	struct queue_rcpt *rcpt;	/* owned array */
+	size_t nrcpt;
+	unsigned flags;			/* QUEUE_F_* */
+	uint64_t size;			/* body bytes */
+	uint64_t body_offset;		/* where the body starts in the file */
+	unsigned attempts;		/* delivery attempts so far */
+	time_t next_attempt;		/* 0: as soon as possible */
+	char *last_reply;		/* owned, NULL: last reply of any attempt */
+};
+
+struct queue;
+struct queue_writer;
+
+/* Input bounds, enforced when writing and when parsing a record. */
+#define QUEUE_MAX_RCPT		10000	/* recipients per message */
+#define QUEUE_MAX_ADDR		1024	/* bytes of one address */
+#define QUEUE_MAX_REPLY		1000	/* bytes of a stored upstream reply */
+
+/* Opens (creating if needed, mode 0700) the spool directory tree. */
+int queue_open(const char *dir, struct queue **qp, char **err);
+void queue_close(struct queue *q);
+const char *queue_dir(const struct queue *q);
+
+/* Makes a fresh id: time-ordered, unique within this spool. */
+void queue_new_id(char id[QUEUE_ID_LEN + 1]);
+bool queue_id_valid(const char *id);
+
+/* Starts a new message in a temporary file. */
+int queue_writer_new(struct queue *q, struct queue_writer **wp);
+const char *queue_writer_id(const struct queue_writer *w);
+/* Writes the envelope; called once, before any body byte. */
+int queue_writer_envelope(struct queue_writer *w, const char *from,
+    const char *const *rcpts, size_t nrcpt, unsigned flags, time_t arrival);
+/* Appends body bytes (buffered; the buffer is small and bounded). */
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
+uint64_t queue_writer_size(const struct queue_writer *w);
+/* Flushes, fsyncs, renames into place and fsyncs the directory. */
+int queue_writer_commit(struct queue_writer *w);
+/* Frees the writer; an uncommitted temporary file is removed. */
+void queue_writer_free(struct queue_writer *w);
+
+/*
+ * Start-up recovery: removes temporary files and orphaned journals, then
+ * loads every message and hands it to cb (which takes ownership).  A record
+ * that cannot be parsed is moved to corrupt/ and counted in *ncorrupt.
+ */
+int queue_recover(struct queue *q, void (*cb)(struct queue_msg *, void *),
+    void *arg, size_t *ncorrupt, char **err);
+/* Loads one message by id. */
+int queue_load(struct queue *q, const char *id, struct queue_msg **mp);
+void queue_msg_free(struct queue_msg *m);
+
+/* Opens the body read-only; the returned fd is positioned at its start. */
+int queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp);
+
+/* Durably records recipient i's new state and the reply that caused it. */
+int queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
+    enum queue_rcpt_state state, const char *reply);
+/* Durably records an attempt: count, next attempt time, last reply. */
+int queue_set_schedule(struct queue *q, struct queue_msg *m,
+    unsigned attempts, time_t next, const char *reply);
+/* True when no recipient is pending any more. */
+bool queue_msg_done(const struct queue_msg *m);
+/* Removes the message and its journal. */
+int queue_remove(struct queue *q, const char *id);
+
+/*
+ * Internal, exposed for the fuzzers and the tests.
+ *
+ * queue_parse_envelope() parses a record's envelope from the first len bytes
+ * of a record file into *m, which it zeroes first.  On success it sets
+ * m->body_offset and *body_offset to the first body byte (m->size is left to
+ * the caller: file size - body_offset); free the fields with
+ * queue_msg_free() on a heap-allocated m.  Returns -EAGAIN when buf ends
+ * inside the envelope (read more), -EBADMSG when the record is malformed,
+ * -ENOTSUP for a format version newer than this build, -ENOMEM; on error *m
+ * holds nothing to free.
+ *
+ * queue_journal_apply() applies a state journal held in buf to m (parsed
+ * from the same message): every '\n'-terminated line whose checksum is
+ * right, in order.  It returns how many lines it ignored (torn, corrupt or
+ * of an unknown kind), or -ENOMEM.
+ */
+int queue_parse_envelope(const char *buf, size_t len, struct queue_msg *m,
+    size_t *body_offset);
+int queue_journal_apply(struct queue_msg *m, const char *buf, size_t len);
+
+#endif

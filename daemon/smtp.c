@@ -1,0 +1,855 @@
+/*
+ * smtp: the inbound ESMTP session.  See smtp.h.
+ *
+ * Two layers of dispatch: smtp_readcb() handles bytes (lines, DATA, long
+ * lines), smtp_eventcb() handles EOF, errors and the idle timeout; only
+ * complete, length-checked lines reach smtp_command().  Every way a session
+ * ends goes through smtp_close() with a reason=, and the memory is freed
+ * from a fresh event, never on a stack that may still use it.
+ */
+#include "smtp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "addr.h"
+#include "body.h"
+#include "cfg.h"
+#include "log.h"
+#include "queue.h"
+
+#define SMTP_LINE_MAX		512	/* RFC 5321 §4.5.3.1.4, with CRLF */
+#define SMTP_ERRORS_MAX		20	/* then 421 and close */
+#define SMTP_JUNK_MAX		100	/* commands outside transactions */
+
+enum smtp_state {
+	SMTP_CONNECTED,		/* greeted, waiting for EHLO/HELO */
+	SMTP_HELO,		/* ready for MAIL */
+	SMTP_MAIL,		/* MAIL accepted, waiting for RCPT */
+	SMTP_RCPT,		/* at least one RCPT accepted */
+	SMTP_BODY,		/* reading DATA */
+	SMTP_QUIT,		/* last reply sent, closing */
+};
+
+#define SF_EHLO		0x01	/* EHLO (not HELO) was used */
+#define SF_LONGLINE	0x02	/* discarding an over-long line */
+#define SF_DEAD		0x04	/* closed; free pending */
+
+struct smtp_txn {
+	char from[ADDR_MAX];
+	char **rcpt;			/* owned array of owned addresses */
+	size_t nrcpt;
+	unsigned flags;			/* QUEUE_F_* */
+	struct queue_writer *writer;	/* owned */
+	int error;			/* first spool error, negative errno */
+	bool too_big;
+	char date[64];			/* "Date: ...\r\n" if missing */
+	char msgid[ADDR_MAX + 32];	/* "Message-ID: ...\r\n" if missing */
+	struct body body;
+};
+
+struct smtp_session {
+	uint64_t id;
+	struct smtp_server *srv;	/* borrowed */
+	struct bufferevent *bev;	/* owned */
+	enum smtp_state state;
+	unsigned flags;			/* SF_* */
+	char addr[INET6_ADDRSTRLEN];	/* client address */
+	char helo[SMTP_LINE_MAX];
+	struct smtp_txn *txn;		/* owned, NULL outside transactions */
+	unsigned nerrors;
+	unsigned njunk;
+	unsigned nqueued;
+	TAILQ_ENTRY(smtp_session) entry;
+};
+
+struct smtp_cmd {
+	const char *name;
+	/* Checks order and syntax; replies and returns -1 on a problem. */
+	int (*check)(struct smtp_session *, const char *);
+	/* Does the work. */
+	void (*proceed)(struct smtp_session *, const char *);
+};
+
+static void smtp_close(struct smtp_session *, const char *);
+
+static const char *
+smtp_strstate(enum smtp_state st)
+{
+	switch (st) {
+	case SMTP_CONNECTED:
+		return "connected";
+	case SMTP_HELO:
+		return "helo";
+	case SMTP_MAIL:
+		return "mail";
+	case SMTP_RCPT:
+		return "rcpt";
+	case SMTP_BODY:
+		return "body";
+	case SMTP_QUIT:
+		return "quit";
+	}
+	return "?";
+}
+
+/* Moves to a new state; every transition is logged at debug level. */
+static void
+smtp_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	log_msg(LOG_DEBUG, NULL, "smtp session=%" PRIu64 " state %s -> %s",
+	    s->id, smtp_strstate(s->state), smtp_strstate(st));
+	s->state = st;
+}
+
+/* Sends one reply line (or several, separated by "\r\n" in fmt). */
+static void smtp_reply(struct smtp_session *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf) - 2)
+		n = snprintf(buf, sizeof(buf), "451 4.3.0 Reply too long");
+	log_dialogue("client", ">", buf, 0);
+	memcpy(buf + n, "\r\n", 2);
+	evbuffer_add(bufferevent_get_output(s->bev), buf, (size_t)n + 2);
+	if (buf[0] == '5' || buf[0] == '4')
+		s->nerrors++;
+}
+
+static void
+smtp_txn_free(struct smtp_txn *t)
+{
+	size_t i;
+
+	if (t == NULL)
+		return;
+	queue_writer_free(t->writer);
+	for (i = 0; i < t->nrcpt; i++)
+		free(t->rcpt[i]);
+	free(t->rcpt);
+	free(t);
+}
+
+/* Ends the transaction (RSET, EHLO, end of DATA). */
+static void
+smtp_txn_end(struct smtp_session *s)
+{
+	smtp_txn_free(s->txn);
+	s->txn = NULL;
+	if (s->state > SMTP_HELO)
+		smtp_enter_state(s, SMTP_HELO);
+}
+
+/* ---- checks ---- */
+
+static int
+smtp_check_helo(struct smtp_session *s, const char *args)
+{
+	if (*args == '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: EHLO hostname");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+smtp_check_mail(struct smtp_session *s, const char *args)
+{
+	if (s->state == SMTP_CONNECTED) {
+		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return -1;
+	}
+	if (s->state != SMTP_HELO) {
+		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return -1;
+	}
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		smtp_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+smtp_check_rcpt(struct smtp_session *s, const char *args)
+{
+	if (s->state != SMTP_MAIL && s->state != SMTP_RCPT) {
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
+		return -1;
+	}
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		smtp_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return -1;
+	}
+	if (s->txn->nrcpt >= s->srv->cfg->limits.recipients) {
+		smtp_reply(s, "452 4.5.3 Error: too many recipients");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+smtp_check_data(struct smtp_session *s, const char *args)
+{
+	if (s->state != SMTP_RCPT) {
+		smtp_reply(s, "503 5.5.1 Error: need %s command",
+		    s->state == SMTP_MAIL ? "RCPT" : "MAIL");
+		return -1;
+	}
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: DATA");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+smtp_check_none(struct smtp_session *s, const char *args)
+{
+	return 0;
+}
+
+/* ---- proceeds ---- */
+
+/* Keeps the client's EHLO/HELO name, printable ASCII only (it goes into
+ * the Received: header). */
+static void
+smtp_set_helo(struct smtp_session *s, const char *args)
+{
+	size_t i, len = strcspn(args, " ");
+
+	if (len >= sizeof(s->helo))
+		len = sizeof(s->helo) - 1;
+	for (i = 0; i < len; i++)
+		s->helo[i] = (args[i] > 0x20 && args[i] < 0x7f) ? args[i] : '?';
+	s->helo[len] = '\0';
+}
+
+static void
+smtp_proceed_ehlo(struct smtp_session *s, const char *args)
+{
+	const struct cfg *cfg = s->srv->cfg;
+
+	smtp_set_helo(s, args);
+	smtp_txn_end(s);
+	s->flags |= SF_EHLO;
+	smtp_enter_state(s, SMTP_HELO);
+	smtp_reply(s, "250-%s Hello %s [%s]\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %" PRIu64 "\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250-SMTPUTF8\r\n"
+	    "250 HELP", cfg->hostname, s->helo, s->addr,
+	    cfg->limits.message_size);
+}
+
+static void
+smtp_proceed_helo(struct smtp_session *s, const char *args)
+{
+	smtp_set_helo(s, args);
+	smtp_txn_end(s);
+	s->flags &= ~SF_EHLO;
+	smtp_enter_state(s, SMTP_HELO);
+	smtp_reply(s, "250 %s", s->srv->cfg->hostname);
+}
+
+/* True when the parameter p (len bytes) is word, ignoring case. */
+static bool
+smtp_param_is(const char *p, size_t len, const char *word)
+{
+	return len == strlen(word) && strncasecmp(p, word, len) == 0;
+}
+
+/* Parses MAIL parameters into t; replies and returns -1 on a bad one. */
+static int
+smtp_mail_params(struct smtp_session *s, struct smtp_txn *t, const char *p)
+{
+	uint64_t limit = s->srv->cfg->limits.message_size;
+	unsigned long long size;
+	char *end;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, " ");
+
+		if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
+			errno = 0;
+			size = strtoull(p + 5, &end, 10);
+			if (end != p + len || errno != 0 || p[5] == '-') {
+				smtp_reply(s, "501 5.5.4 Bad SIZE parameter");
+				return -1;
+			}
+			if (size > limit) {
+				smtp_reply(s, "552 5.3.4 Message size exceeds "
+				    "fixed limit of %" PRIu64 " bytes", limit);
+				return -1;
+			}
+		} else if (smtp_param_is(p, len, "BODY=7BIT")) {
+			;
+		} else if (smtp_param_is(p, len, "BODY=8BITMIME")) {
+			t->flags |= QUEUE_F_8BITMIME;
+		} else if (smtp_param_is(p, len, "SMTPUTF8")) {
+			t->flags |= QUEUE_F_SMTPUTF8;
+		} else {
+			smtp_reply(s, "555 5.5.4 Unsupported parameter: %.*s",
+			    (int)(len > 40 ? 40 : len), p);
+			return -1;
+		}
+		p += len;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/* Gives a bare sender name a domain: local_domain, else our host name. */
+static void
+smtp_qualify_sender(struct smtp_session *s, char *from, size_t sz)
+{
+	const struct cfg *cfg = s->srv->cfg;
+	char tmp[ADDR_MAX];
+	const char *domain;
+
+	if (*from == '\0' || !addr_is_bare(from))
+		return;
+	domain = cfg->rewrite.local_domain != NULL ?
+	    cfg->rewrite.local_domain : cfg->hostname;
+	if (snprintf(tmp, sizeof(tmp), "%s@%s", from, domain) <
+	    (int)sizeof(tmp))
+		snprintf(from, sz, "%s", tmp);
+}
+
+static void
+smtp_proceed_mail(struct smtp_session *s, const char *args)
+{
+	struct smtp_txn *t;
+	const char *rest;
+	int r;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		smtp_reply(s, "452 4.3.1 Insufficient system resources");
+		return;
+	}
+	r = addr_parse_path(args + 5, t->from, sizeof(t->from), &rest);
+	if (r < 0) {
+		smtp_reply(s, "501 5.1.3 Bad sender address syntax");
+		goto fail;
+	}
+	if (smtp_mail_params(s, t, rest) < 0)
+		goto fail;
+	if (!addr_is_ascii(t->from))
+		t->flags |= QUEUE_F_SMTPUTF8;
+	smtp_qualify_sender(s, t->from, sizeof(t->from));
+	if ((r = queue_writer_new(s->srv->queue, &t->writer)) < 0) {
+		log_msg(LOG_ERR, NULL, "spool error=\"%s\" client=[%s]",
+		    strerror(-r), s->addr);
+		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		goto fail;
+	}
+	s->txn = t;
+	smtp_enter_state(s, SMTP_MAIL);
+	smtp_reply(s, "250 2.1.0 Ok");
+	return;
+fail:
+	smtp_txn_free(t);
+}
+
+static void
+smtp_proceed_rcpt(struct smtp_session *s, const char *args)
+{
+	const struct cfg *cfg = s->srv->cfg;
+	struct smtp_txn *t = s->txn;
+	char addr[ADDR_MAX], resolved[ADDR_MAX];
+	const char *rest;
+	char **rcpt;
+
+	if (addr_parse_path(args + 3, addr, sizeof(addr), &rest) < 0 ||
+	    *addr == '\0') {
+		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (*rest != '\0') {
+		smtp_reply(s, "555 5.5.4 Unsupported parameter: %.40s", rest);
+		return;
+	}
+	if (addr_is_bare(addr)) {
+		if (addr_resolve_local(addr, cfg->rewrite.aliases,
+		    cfg->rewrite.naliases, cfg->rewrite.local_domain,
+		    resolved, sizeof(resolved)) < 0) {
+			smtp_reply(s, "550 5.1.1 <%s>: Recipient address needs "
+			    "a domain (no alias and no local_domain)", addr);
+			return;
+		}
+		memcpy(addr, resolved, sizeof(addr));
+	}
+	if (!addr_is_ascii(addr))
+		t->flags |= QUEUE_F_SMTPUTF8;
+	rcpt = reallocarray(t->rcpt, t->nrcpt + 1, sizeof(*t->rcpt));
+	if (rcpt == NULL) {
+		smtp_reply(s, "452 4.3.1 Insufficient system resources");
+		return;
+	}
+	t->rcpt = rcpt;
+	if ((t->rcpt[t->nrcpt] = strdup(addr)) == NULL) {
+		smtp_reply(s, "452 4.3.1 Insufficient system resources");
+		return;
+	}
+	t->nrcpt++;
+	smtp_enter_state(s, SMTP_RCPT);
+	smtp_reply(s, "250 2.1.5 Ok");
+}
+
+/* Body output: into the spool file unless the message is already lost. */
+static void
+smtp_body_out(void *arg, const char *buf, size_t len)
+{
+	struct smtp_session *s = arg;
+	struct smtp_txn *t = s->txn;
+	int r;
+
+	if (t->error != 0 || t->too_big)
+		return;
+	if (t->body.size > s->srv->cfg->limits.message_size) {
+		t->too_big = true;
+		return;
+	}
+	if ((r = queue_writer_write(t->writer, buf, len)) < 0)
+		t->error = r;
+}
+
+/* Writes the Received: header (RFC 5321 §4.4) and prepares Date/Message-ID. */
+static int
+smtp_write_trace(struct smtp_session *s, struct smtp_txn *t, time_t now)
+{
+	const char *host = s->srv->cfg->hostname;
+	const char *id = queue_writer_id(t->writer);
+	char date[48], hdr[2048], forpart[ADDR_MAX + 16] = "";
+	const char *with;
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (t->nrcpt == 1)
+		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>",
+		    t->rcpt[0]);
+	if (t->flags & QUEUE_F_SMTPUTF8)
+		with = "UTF8SMTP";
+	else
+		with = (s->flags & SF_EHLO) ? "ESMTP" : "SMTP";
+	snprintf(hdr, sizeof(hdr), "Received: from %s ([%s])\r\n"
+	    "\tby %s (smartrelay) with %s id %s%s;\r\n\t%s\r\n",
+	    s->helo, s->addr, host, with, id, forpart, date);
+	snprintf(t->date, sizeof(t->date), "Date: %s\r\n", date);
+	snprintf(t->msgid, sizeof(t->msgid), "Message-ID: <%s.%lld@%s>\r\n",
+	    id, (long long)now, host);
+	return queue_writer_write(t->writer, hdr, strlen(hdr));
+}
+
+static void
+smtp_proceed_data(struct smtp_session *s, const char *args)
+{
+	struct smtp_txn *t = s->txn;
+	time_t now = time(NULL);
+	int r;
+
+	r = queue_writer_envelope(t->writer, t->from,
+	    (const char *const *)t->rcpt, t->nrcpt, t->flags, now);
+	if (r == 0)
+		r = smtp_write_trace(s, t, now);
+	if (r < 0) {
+		log_msg(LOG_ERR, queue_writer_id(t->writer),
+		    "spool error=\"%s\"", strerror(-r));
+		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+		smtp_txn_end(s);
+		return;
+	}
+	body_init(&t->body, t->date, t->msgid, smtp_body_out, s);
+	smtp_enter_state(s, SMTP_BODY);
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+smtp_proceed_rset(struct smtp_session *s, const char *args)
+{
+	smtp_txn_end(s);
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_proceed_noop(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtp_proceed_vrfy(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message "
+	    "and attempt delivery");
+}
+
+static void
+smtp_proceed_help(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "214-2.0.0 smartrelay: a relay to one smart host\r\n"
+	    "214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
+	    "HELP VRFY\r\n"
+	    "214 2.0.0 End of HELP info");
+}
+
+static void
+smtp_proceed_quit(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "221 2.0.0 Bye");
+	smtp_close(s, "quit");
+}
+
+static void
+smtp_proceed_unimpl(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "502 5.5.1 Error: command not implemented");
+}
+
+static const struct smtp_cmd smtp_cmds[] = {
+	{ "EHLO", smtp_check_helo, smtp_proceed_ehlo },
+	{ "HELO", smtp_check_helo, smtp_proceed_helo },
+	{ "MAIL", smtp_check_mail, smtp_proceed_mail },
+	{ "RCPT", smtp_check_rcpt, smtp_proceed_rcpt },
+	{ "DATA", smtp_check_data, smtp_proceed_data },
+	{ "RSET", smtp_check_none, smtp_proceed_rset },
+	{ "NOOP", smtp_check_none, smtp_proceed_noop },
+	{ "VRFY", smtp_check_none, smtp_proceed_vrfy },
+	{ "HELP", smtp_check_none, smtp_proceed_help },
+	{ "QUIT", smtp_check_none, smtp_proceed_quit },
+	{ "STARTTLS", smtp_check_none, smtp_proceed_unimpl },
+	{ "AUTH", smtp_check_none, smtp_proceed_unimpl },
+	{ "BDAT", smtp_check_none, smtp_proceed_unimpl },
+	{ "EXPN", smtp_check_none, smtp_proceed_unimpl },
+	{ "ETRN", smtp_check_none, smtp_proceed_unimpl },
+};
+
+/* Dispatches one complete command line (CRLF removed). */
+static void
+smtp_command(struct smtp_session *s, const char *line)
+{
+	const struct smtp_cmd *cmd = NULL;
+	size_t i, len = strcspn(line, " ");
+	const char *args = line + len;
+
+	log_dialogue("client", "<", line, 0);
+	while (*args == ' ')
+		args++;
+	for (i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+		if (strlen(smtp_cmds[i].name) == len &&
+		    strncasecmp(smtp_cmds[i].name, line, len) == 0) {
+			cmd = &smtp_cmds[i];
+			break;
+		}
+	}
+	if (cmd == NULL)
+		smtp_reply(s, "500 5.5.1 Error: command not recognized");
+	else if (cmd->check(s, args) == 0) {
+		if (s->state < SMTP_MAIL && cmd->proceed != smtp_proceed_mail)
+			s->njunk++;
+		cmd->proceed(s, args);
+	}
+	if (s->state == SMTP_QUIT)
+		return;
+	if (s->nerrors > SMTP_ERRORS_MAX || s->njunk > SMTP_JUNK_MAX) {
+		smtp_reply(s, "421 4.7.0 %s Error: too many errors or "
+		    "commands, closing", s->srv->cfg->hostname);
+		smtp_close(s, "too many errors");
+	}
+}
+
+/* End of DATA: commit and answer 250 only once the message is durable. */
+static void
+smtp_data_end(struct smtp_session *s)
+{
+	struct smtp_txn *t = s->txn;
+	const char *id = queue_writer_id(t->writer);
+	struct queue_msg *m;
+	int r;
+
+	body_finish(&t->body);
+	if (t->body.nul) {
+		smtp_reply(s, "554 5.6.0 Error: message contains NUL bytes, "
+		    "not queued");
+	} else if (t->too_big) {
+		smtp_reply(s, "552 5.3.4 Error: message size exceeds fixed "
+		    "limit of %" PRIu64 " bytes",
+		    s->srv->cfg->limits.message_size);
+	} else if ((r = t->error) < 0 ||
+	    (r = queue_writer_commit(t->writer)) < 0) {
+		log_msg(LOG_ERR, id, "spool error=\"%s\"", strerror(-r));
+		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+	} else {
+		log_msg(LOG_INFO, id, "queued from=<%s> size=%" PRIu64
+		    " nrcpt=%zu client=[%s]", t->from,
+		    queue_writer_size(t->writer), t->nrcpt, s->addr);
+		smtp_reply(s, "250 2.0.0 Ok: queued as %s", id);
+		s->nqueued++;
+		s->njunk = 0;
+		if (queue_load(s->srv->queue, id, &m) == 0)
+			s->srv->queued(s->srv->queued_arg, m);
+	}
+	smtp_txn_end(s);
+}
+
+/* Feeds DATA bytes to the filter; true when the end of data was reached. */
+static bool
+smtp_read_body(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	size_t used;
+
+	while (evbuffer_peek(in, -1, NULL, &v, 1) > 0 && v.iov_len > 0) {
+		used = body_feed(&s->txn->body, v.iov_base, v.iov_len);
+		evbuffer_drain(in, used);
+		if (s->txn->body.raw == BODY_END) {
+			smtp_data_end(s);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Takes one line from in; false when no complete line is there yet. */
+static bool
+smtp_read_line(struct smtp_session *s, struct evbuffer *in)
+{
+	char line[SMTP_LINE_MAX + 1];
+	struct evbuffer_ptr eol;
+	size_t len, eol_len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			s->flags |= SF_LONGLINE;
+		}
+		return false;
+	}
+	len = (size_t)eol.pos;
+	if ((s->flags & SF_LONGLINE) || len + eol_len > SMTP_LINE_MAX) {
+		evbuffer_drain(in, len + eol_len);
+		s->flags &= ~SF_LONGLINE;
+		smtp_reply(s, "500 5.5.2 Error: line too long");
+		return true;
+	}
+	evbuffer_remove(in, line, len + eol_len);
+	line[len] = '\0';
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	if (strlen(line) != len) {
+		smtp_reply(s, "500 5.5.2 Error: NUL byte in command");
+		return true;
+	}
+	smtp_command(s, line);
+	return true;
+}
+
+static void
+smtp_readcb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (s->state != SMTP_QUIT) {
+		if (s->state == SMTP_BODY) {
+			if (!smtp_read_body(s, in))
+				break;
+		} else if (!smtp_read_line(s, in))
+			break;
+	}
+}
+
+static void
+smtp_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	srv->nsessions--;
+	smtp_txn_free(s->txn);
+	bufferevent_free(s->bev);
+	free(s);
+}
+
+static void
+smtp_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	smtp_free(arg);
+}
+
+/* The last reply is out: free the session from a fresh event. */
+static void
+smtp_writecb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state != SMTP_QUIT || (s->flags & SF_DEAD))
+		return;
+	s->flags |= SF_DEAD;
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	event_base_once(s->srv->base, -1, EV_TIMEOUT, smtp_free_cb, s, NULL);
+}
+
+/* Ends the session: logs why and frees once the output is flushed. */
+static void
+smtp_close(struct smtp_session *s, const char *reason)
+{
+	if (s->state == SMTP_QUIT)
+		return;
+	log_msg(LOG_INFO, NULL, "disconnect client=[%s] reason=\"%s\" "
+	    "queued=%u", s->addr, reason, s->nqueued);
+	smtp_enter_state(s, SMTP_QUIT);
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		smtp_writecb(s->bev, s);
+}
+
+static void
+smtp_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    s->srv->cfg->hostname);
+		smtp_close(s, "idle timeout");
+		/* A client that does not read must not keep us. */
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		if (what & BEV_EVENT_WRITING)
+			evbuffer_drain(out, evbuffer_get_length(out));
+	} else if (what & BEV_EVENT_EOF) {
+		/* A half-closed client still reads the replies we owe it. */
+		smtp_close(s, s->txn != NULL ? "lost connection in "
+		    "transaction" : "lost connection");
+		if (!(what & BEV_EVENT_READING))
+			evbuffer_drain(out, evbuffer_get_length(out));
+	} else {
+		smtp_close(s, "connection error");
+		evbuffer_drain(out, evbuffer_get_length(out));
+	}
+	if (evbuffer_get_length(out) == 0)
+		smtp_writecb(bev, s);
+}
+
+/* Sends a refusal straight on the socket (best effort) and closes it. */
+static void
+smtp_refuse(int fd, const char *reply, const char *why, const char *addr)
+{
+	ssize_t n;
+
+	log_msg(LOG_NOTICE, NULL, "refused client=[%s] reason=\"%s\"", addr,
+	    why);
+	n = write(fd, reply, strlen(reply));
+	(void)n;
+	close(fd);
+}
+
+/* Writes the printable address of sa into buf. */
+static void
+smtp_format_addr(const struct sockaddr *sa, char *buf, size_t sz)
+{
+	const void *a = NULL;
+
+	if (sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	if (a == NULL || inet_ntop(sa->sa_family, a, buf, sz) == NULL)
+		snprintf(buf, sz, "unknown");
+}
+
+void
+smtp_server_init(struct smtp_server *srv)
+{
+	memset(srv, 0, sizeof(*srv));
+	TAILQ_INIT(&srv->sessions);
+	srv->next_id = 1;
+}
+
+void
+smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	const struct cfg *cfg = srv->cfg;
+	struct timeval tv = { .tv_sec = cfg->limits.idle_timeout };
+	struct smtp_session *s;
+	char addr[INET6_ADDRSTRLEN];
+
+	smtp_format_addr(sa, addr, sizeof(addr));
+	if (sa->sa_family != AF_UNIX &&
+	    !cfg_net_match(cfg->allow, cfg->nallow, sa)) {
+		smtp_refuse(fd, "554 5.7.1 Error: access denied\r\n",
+		    "not in allow", addr);
+		return;
+	}
+	if (srv->nsessions >= cfg->limits.clients) {
+		smtp_refuse(fd, "421 4.7.0 Error: too many connections, "
+		    "try again later\r\n", "too many clients", addr);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		smtp_refuse(fd, "421 4.3.2 Error: out of memory\r\n",
+		    "out of memory", addr);
+		return;
+	}
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		free(s);
+		smtp_refuse(fd, "421 4.3.2 Error: out of memory\r\n",
+		    "out of memory", addr);
+		return;
+	}
+	s->id = srv->next_id++;
+	s->srv = srv;
+	memcpy(s->addr, addr, sizeof(addr));
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	srv->nsessions++;
+	bufferevent_setcb(s->bev, smtp_readcb, smtp_writecb, smtp_eventcb, s);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_msg(LOG_INFO, NULL, "connect client=[%s] session=%" PRIu64, addr,
+	    s->id);
+	smtp_reply(s, "220 %s ESMTP smartrelay", cfg->hostname);
+}
+
+void
+smtp_shutdown(struct smtp_server *srv)
+{
+	struct smtp_session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry) {
+		if (s->state == SMTP_QUIT)
+			continue;
+		smtp_reply(s, "421 4.3.2 %s Service shutting down",
+		    srv->cfg->hostname);
+		smtp_close(s, "shutdown");
+	}
+}

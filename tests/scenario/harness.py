@@ -1,0 +1,189 @@
+"""Helpers for scenario tests: run the real smartrelayd on loopback.
+
+`Daemon` writes a configuration into a temporary directory, starts the
+binary named by $SMARTRELAYD in the foreground, waits until it logs
+"ready", and keeps its stderr in a file that tests can read (`log()`).
+`SmtpRaw` is a raw socket client for byte-exact dialogues.
+"""
+import os
+import socket
+import subprocess
+import time
+
+SMARTRELAYD = os.environ.get("SMARTRELAYD", "build/daemon/smartrelayd")
+SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/smartrelay")
+SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__),
+                                               "..", ".."))
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 and ::1 at the time of asking."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def spool_messages(spool):
+    """Ids of the committed records in a spool (msg/ files without '.')."""
+    d = os.path.join(spool, "msg")
+    if not os.path.isdir(d):
+        return []
+    return sorted(f for f in os.listdir(d) if "." not in f)
+
+
+def read_record(spool, qid):
+    """Returns (envelope dict, body bytes) of a committed record."""
+    with open(os.path.join(spool, "msg", qid), "rb") as f:
+        data = f.read()
+    head, sep, body = data.partition(b"\nbody\n")
+    assert sep, "record without a body marker"
+    env = {"rcpt": []}
+    for line in head.split(b"\n"):
+        key, _, val = line.partition(b" ")
+        if key == b"rcpt":
+            env["rcpt"].append(val.decode())
+        else:
+            env[key.decode()] = val.decode()
+    return env, body
+
+
+class Daemon:
+    """One smartrelayd process with its own config, spool and port."""
+
+    def __init__(self, tmpdir, extra="", listen=None, upstream=None,
+                 debug=False):
+        self.dir = str(tmpdir)
+        self.port = free_port()
+        self.spool = os.path.join(self.dir, "spool")
+        self.conf = os.path.join(self.dir, "smartrelay.conf")
+        self.logpath = os.path.join(self.dir, "daemon.log")
+        self.debug = debug
+        if listen is None:
+            listen = ['127.0.0.1:%d' % self.port, '[::1]:%d' % self.port]
+        self.listen = listen
+        self.upstream = upstream or ""
+        self.extra = extra
+        self.proc = None
+        self.write_config()
+
+    def write_config(self):
+        lst = ", ".join('"%s"' % a for a in self.listen)
+        with open(self.conf, "w") as f:
+            f.write('listen = [ %s ];\n' % lst)
+            f.write('hostname = "relay.test";\n')
+            f.write('spool = "%s";\n' % self.spool)
+            f.write(self.upstream + "\n")
+            f.write(self.extra + "\n")
+
+    def start(self, wait=True, env=None, preexec=None):
+        offset = len(self.log())
+        log = open(self.logpath, "ab")
+        args = [SMARTRELAYD, "-c", self.conf]
+        if self.debug:
+            args.append("-d")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log,
+                                     env=env or os.environ.copy(),
+                                     preexec_fn=preexec)
+        log.close()
+        if wait:
+            self.wait_log("level=info ready", start_at=offset)
+        return self
+
+    def wait_log(self, text, timeout=20, start_at=0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log()[start_at:]:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError("smartrelayd exited %s:\n%s" %
+                                     (self.proc.returncode, self.log()))
+            time.sleep(0.02)
+        raise AssertionError("no %r in log:\n%s" % (text, self.log()))
+
+    def log(self):
+        try:
+            with open(self.logpath, "r", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("smartrelayd did not stop on SIGTERM")
+
+    def messages(self):
+        return spool_messages(self.spool)
+
+    def record(self, qid):
+        return read_record(self.spool, qid)
+
+
+class SmtpRaw:
+    """A byte-level SMTP client: send exactly what the test says."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def reply(self):
+        """Reads one (possibly multi-line) reply; returns (code, text)."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed; got %r" % self.buf)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), "\n".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()

@@ -146,13 +146,28 @@ cfg_errors_clear(struct cfg_errors *errs)
 	errs->n = 0;
 }
 
+/*
+ * Names the file a setting or a syntax error is in: libconfig gives an
+ * included file as written in @include, relative to our directory.
+ */
+static const char *
+cfg_file_name(struct cfg_ctx *ctx, const char *file, char *buf, size_t sz)
+{
+	if (file == NULL || strcmp(file, ctx->path) == 0)
+		return ctx->path;
+	if (file[0] == '/' || ctx->dir == NULL)
+		return file;
+	snprintf(buf, sz, "%s/%s", ctx->dir, file);
+	return buf;
+}
+
 /* Reports a problem at setting s ("file:line: ..."), or at the file. */
 static void __attribute__((format(printf, 3, 4)))
 cfg_error(struct cfg_ctx *ctx, const config_setting_t *s, const char *fmt,
     ...)
 {
 	const char *file = ctx->path;
-	char *msg;
+	char *msg, buf[PATH_MAX];
 	va_list ap;
 	int r;
 
@@ -164,8 +179,9 @@ cfg_error(struct cfg_ctx *ctx, const config_setting_t *s, const char *fmt,
 		ctx->oom = 1;
 		return;
 	}
-	if (s != NULL && config_setting_source_file(s) != NULL)
-		file = config_setting_source_file(s);
+	if (s != NULL)
+		file = cfg_file_name(ctx, config_setting_source_file(s), buf,
+		    sizeof(buf));
 	if (s != NULL && config_setting_source_line(s) > 0)
 		r = cfg_errors_add(ctx->errs, "%s:%u: %s", file,
 		    (unsigned)config_setting_source_line(s), msg);
@@ -293,47 +309,34 @@ cfg_parse_size(const char *s, uint64_t *bytes)
 	return 0;
 }
 
-/* Writes a duration with the largest unit that divides it ("90s", "5d"). */
-static const char *
-cfg_fmt_duration(char *buf, size_t sz, uint64_t v)
-{
-	if (v != 0 && v % WEEK == 0)
-		snprintf(buf, sz, "%lluw", (unsigned long long)(v / WEEK));
-	else if (v != 0 && v % DAY == 0)
-		snprintf(buf, sz, "%llud", (unsigned long long)(v / DAY));
-	else if (v != 0 && v % HOUR == 0)
-		snprintf(buf, sz, "%lluh", (unsigned long long)(v / HOUR));
-	else if (v != 0 && v % MINUTE == 0)
-		snprintf(buf, sz, "%llum", (unsigned long long)(v / MINUTE));
-	else
-		snprintf(buf, sz, "%llus", (unsigned long long)v);
-	return buf;
-}
-
-/* Writes a size with the largest unit that divides it ("34M"). */
-static const char *
-cfg_fmt_size(char *buf, size_t sz, uint64_t v)
-{
-	if (v != 0 && v % GIB == 0)
-		snprintf(buf, sz, "%lluG", (unsigned long long)(v / GIB));
-	else if (v != 0 && v % MIB == 0)
-		snprintf(buf, sz, "%lluM", (unsigned long long)(v / MIB));
-	else if (v != 0 && v % KIB == 0)
-		snprintf(buf, sz, "%lluK", (unsigned long long)(v / KIB));
-	else
-		snprintf(buf, sz, "%llu", (unsigned long long)v);
-	return buf;
-}
-
-/* Writes a value of a numeric kind the way a user would. */
+/*
+ * Writes a value of a numeric kind the way a user would, with the largest
+ * unit that divides it ("90s", "5d", "34M").
+ */
 static const char *
 cfg_fmt_value(char *buf, size_t sz, enum cfg_kind kind, uint64_t v)
 {
-	if (kind == K_DURATION)
-		return cfg_fmt_duration(buf, sz, v);
-	if (kind == K_SIZE)
-		return cfg_fmt_size(buf, sz, v);
-	snprintf(buf, sz, "%llu", (unsigned long long)v);
+	static const struct {
+		enum cfg_kind	 kind;
+		const char	*unit;
+		uint64_t	 mult;
+	} units[] = {
+		{ K_DURATION, "w", WEEK }, { K_DURATION, "d", DAY },
+		{ K_DURATION, "h", HOUR }, { K_DURATION, "m", MINUTE },
+		{ K_DURATION, "s", 1 }, { K_SIZE, "G", GIB },
+		{ K_SIZE, "M", MIB }, { K_SIZE, "K", KIB },
+	};
+	size_t i;
+
+	for (i = 0; i < NELEM(units); i++)
+		if (units[i].kind == kind && v != 0 && v % units[i].mult == 0)
+			break;
+	if (i == NELEM(units))
+		snprintf(buf, sz, "%llu%s", (unsigned long long)v,
+		    kind == K_DURATION ? "s" : "");
+	else
+		snprintf(buf, sz, "%llu%s",
+		    (unsigned long long)(v / units[i].mult), units[i].unit);
 	return buf;
 }
 
@@ -1301,11 +1304,11 @@ cfg_check_order(struct cfg_ctx *ctx, const config_t *lc, const char *a,
 		s = config_lookup(lc, path);
 	}
 	cfg_error(ctx, s, "retry: %s (%s) must not be greater than %s (%s)",
-	    a, cfg_fmt_duration(x, sizeof(x), va), b,
-	    cfg_fmt_duration(y, sizeof(y), vb));
+	    a, cfg_fmt_value(x, sizeof(x), K_DURATION, va), b,
+	    cfg_fmt_value(y, sizeof(y), K_DURATION, vb));
 }
 
-/* Remembers the lines cfg_check_runtime() reports at. */
+/* Remembers the lines cfg_check_runtime() reports at (in the main file). */
 static void
 cfg_record_lines(struct cfg_ctx *ctx, const config_t *lc)
 {
@@ -1323,7 +1326,9 @@ cfg_record_lines(struct cfg_ctx *ctx, const config_t *lc)
 	size_t i;
 
 	for (i = 0; i < NELEM(keys); i++)
-		if ((s = config_lookup(lc, keys[i].path)) != NULL)
+		if ((s = config_lookup(lc, keys[i].path)) != NULL &&
+		    (config_setting_source_file(s) == NULL ||
+		    strcmp(config_setting_source_file(s), ctx->path) == 0))
 			*(unsigned *)((char *)&ctx->cfg->line + keys[i].off) =
 			    config_setting_source_line(s);
 }
@@ -1378,6 +1383,7 @@ cfg_find_dir(struct cfg_ctx *ctx)
 static int
 cfg_parse_file(struct cfg_ctx *ctx, config_t *lc)
 {
+	char buf[PATH_MAX];
 	const char *file;
 
 	config_set_include_dir(lc, ctx->dir);
@@ -1388,7 +1394,7 @@ cfg_parse_file(struct cfg_ctx *ctx, config_t *lc)
 		    config_error_text(lc) ? config_error_text(lc) : "I/O error");
 		return -EIO;
 	}
-	file = config_error_file(lc) ? config_error_file(lc) : ctx->path;
+	file = cfg_file_name(ctx, config_error_file(lc), buf, sizeof(buf));
 	ctx->nproblems++;
 	if (cfg_errors_add(ctx->errs, "%s:%d: %s", file, config_error_line(lc),
 	    config_error_text(lc) ? config_error_text(lc) : "syntax error") < 0)

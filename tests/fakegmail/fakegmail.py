@@ -54,6 +54,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import sys
 import tempfile
 import threading
@@ -556,6 +557,8 @@ class FakeGmail:
 
     def start(self):
         """Bind both ports and start accepting; return self."""
+        if self._acceptor is not None:
+            return self
         self._make_contexts()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._stopping = False
@@ -710,8 +713,9 @@ class _Session:
         with self.sock_lock:
             try:
                 if reset:
+                    # l_onoff=1, l_linger=0: close() sends a TCP RST.
                     self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                         b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                                         struct.pack("ii", 1, 0))
                 self.sock.close()
             except OSError:
                 pass
@@ -739,15 +743,15 @@ class _Session:
         """Return the next command line (without CRLF), reading as needed."""
         while True:
             i = self.buf.find(b"\n")
+            if i > MAX_LINE or (i < 0 and len(self.buf) > MAX_LINE):
+                self._reply_t(T_LINE_TOO_LONG)
+                raise _Close("line too long")
             if i >= 0:
                 line = bytes(self.buf[:i])
                 del self.buf[:i + 1]
                 if self.buf:
                     self.rec.pipelined += 1
                 return line[:-1] if line.endswith(b"\r") else line
-            if len(self.buf) > MAX_LINE:
-                self._reply_t(T_LINE_TOO_LONG)
-                raise _Close("line too long")
             self.buf += self._recv()
 
     def _send(self, lines):

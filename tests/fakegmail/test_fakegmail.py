@@ -84,6 +84,13 @@ def bad_address(addr):
         "553 5.1.3 specifications. {id} - gsmtp"]
 
 
+def login_plain(s, user=USER, password=PASSWORD):
+    """smtplib AUTH PLAIN only (login() would go on to LOGIN after a 535)."""
+    s.ehlo_or_helo_if_needed()
+    s.user, s.password = user, password
+    return s.auth("PLAIN", s.auth_plain)
+
+
 def expect(reply, lines, trace_id):
     """Assert a reply equals the expected lines with {id} filled in."""
     assert reply == [l.replace("{id}", trace_id) for l in lines]
@@ -405,6 +412,14 @@ def test_size_limits(fakegmail_factory):
     expect(c.cmd("x" * 998 + "\r\n" + "y" * 200 + "\r\n."), TOO_BIG, c.trace_id)
     [m] = fg.unacked_messages
     assert m.outcome == "552" and m.size == 1202
+    # Far past the bound the fake stops storing but still counts and finds the end.
+    c.cmd("MAIL FROM:<%s>" % USER)
+    c.cmd("RCPT TO:<a@example.org>")
+    c.cmd("DATA")
+    c.send((b"z" * 998 + b"\r\n") * 300)
+    expect(c.cmd("."), TOO_BIG, c.trace_id)
+    assert fg.unacked_messages[1].size == 300000 and fg.unacked_messages[1].raw_data == b""
+    assert c.cmd("NOOP")[0].startswith("250 ")
     # Gmail's real limit: SIZE= just over 35882577 is refused at MAIL.
     fg2 = fakegmail_factory()
     c2 = RawSMTP(fg2).ready()
@@ -451,8 +466,7 @@ def test_count_limited_failure_then_success(fakegmail):
         s = SMTP("127.0.0.1", fg.port_starttls, timeout=5)
         s.starttls(context=client_context(fg.ca_file))
         try:
-            s.login(USER, PASSWORD)
-            outcomes.append(235)
+            outcomes.append(login_plain(s)[0])
         except smtplib.SMTPAuthenticationError as e:
             outcomes.append(e.smtp_code)
         s.quit()
@@ -551,7 +565,7 @@ def test_empty_message_and_bdat(fakegmail):
 
 def test_drop_mid_data(fakegmail):
     fg = fakegmail
-    fg.set_fail("drop_mid_data", after_bytes=10)
+    fg.set_fail("drop_mid_data", after_bytes=10, count=1)
     s = SMTP_SSL("127.0.0.1", fg.port_implicit, timeout=5, context=client_context(fg.ca_file))
     s.login(USER, PASSWORD)
     with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError, ssl.SSLError)):
@@ -569,9 +583,10 @@ def test_drop_mid_data(fakegmail):
     assert len(fg.wait_for_messages(1)) == 1
 
 
-def test_drop_after_dot(fakegmail):
+@pytest.mark.parametrize("reset", [False, True])
+def test_drop_after_dot(fakegmail, reset):
     fg = fakegmail
-    fg.set_fail("drop_after_dot")
+    fg.set_fail("drop_after_dot", reset=reset)
     c = RawSMTP(fg).ready()
     c.cmd("MAIL FROM:<%s>" % USER)
     c.cmd("RCPT TO:<a@example.org>")
@@ -590,7 +605,7 @@ def test_hang_and_stop_leaves_no_threads(fakegmail_certs):
     c.send("MAIL FROM:<%s>\r\n" % USER)
     with pytest.raises(socket.timeout):
         c.read_reply()
-    hung = RawSMTP.__new__(RawSMTP)  # a second connection left idle in the greeting
+    # A second connection left in the TLS handshake of the implicit port.
     hung_sock = socket.create_connection(("127.0.0.1", fg.port_implicit))
     fg.wait_for_sessions(2)
     t0 = time.monotonic()
@@ -600,7 +615,21 @@ def test_hang_and_stop_leaves_no_threads(fakegmail_certs):
     assert fg.sessions[0].close_reason == "hang"
     hung_sock.close()
     c.close()
-    del hung
+
+
+def test_long_line_reset_record_and_wait_timeout(fakegmail):
+    fg = fakegmail
+    c = RawSMTP(fg)
+    c.send(b"NOOP " + b"x" * 20000 + b"\r\n")
+    assert c.read_reply() == ["500 5.5.2 Line too long. %s - gsmtp" % c.trace_id]
+    c.expect_closed()
+    fg.wait_for_sessions(1, ended=True)
+    fg.reset_record()
+    assert (fg.sessions, fg.session_count, fg.connection_times) == ([], 0, [])
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        fg.wait_for_messages(1, timeout=0.2)
+    assert time.monotonic() - t0 < 1
 
 
 def test_custom_reply_at_stage(fakegmail):
@@ -683,7 +712,7 @@ def test_standalone_mode(fakegmail_certs, tmp_path):
         s = SMTP("127.0.0.1", info["port_starttls"], timeout=5)
         s.starttls(context=ctx)
         with pytest.raises(smtplib.SMTPAuthenticationError):
-            s.login("u@gmail.com", "pw")
+            login_plain(s, "u@gmail.com", "pw")
         s.quit()
         s = SMTP_SSL("127.0.0.1", info["port_implicit"], timeout=5, context=ctx)
         s.login("u@gmail.com", "pw")

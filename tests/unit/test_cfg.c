@@ -585,14 +585,23 @@ test_include_error_names_its_file(void **state)
 {
 	struct cfg_errors errs = { 0 };
 	struct cfg *cfg = NULL;
-	char path[PATH_MAX + 64], inc[PATH_MAX + 64];
+	char path[PATH_MAX + 64], inc[PATH_MAX + 64], real[PATH_MAX];
 
-	snprintf(inc, sizeof(inc), "%s", write_file("inc.conf",
-	    "# included\n\nupstream = { prot = 25; };\n", 0644));
+	/* Named from the config's directory, symbolic links resolved. */
+	assert_non_null(realpath(tmpdir, real));
+	snprintf(inc, sizeof(inc), "%s/inc.conf", real);
+	write_file("inc.conf", "# included\n\nupstream = { prot = 25; };\n",
+	    0644);
 	assert_int_equal(load_text("spool = \"/x\";\n@include \"inc.conf\"\n",
 	    &cfg, &errs, path, sizeof(path)), -EINVAL);
 	assert_error(&errs, inc, 3, "unknown key \"prot\" in upstream",
 	    "\"port\"");
+	cfg_errors_clear(&errs);
+	write_file("inc.conf", "upstream = {\n  port = 25\n  x = ;\n};\n",
+	    0644);
+	assert_int_equal(load_text("@include \"inc.conf\"\n", &cfg, &errs,
+	    path, sizeof(path)), -EINVAL);
+	assert_error(&errs, inc, 3, "syntax error", NULL);
 	cfg_errors_clear(&errs);
 }
 

@@ -135,4 +135,47 @@ int queue_parse_envelope(const char *buf, size_t len, struct queue_msg *m,
     size_t *body_offset);
 int queue_journal_apply(struct queue_msg *m, const char *buf, size_t len);
 
+/*
+ * Listing and the maildrop (the smartrelay tool and the daemon's pickup).
+ *
+ * queue_open_existing() is queue_open() without creating anything (the tool
+ * must not create a spool as the wrong user).  queue_list() returns the ids
+ * of the committed records, sorted (arrival order); free(*idsp).
+ * queue_id_time() is the arrival second encoded in an id (0 if invalid).
+ *
+ * The maildrop (see queue.c, docs/spool.md) is where local users submit: a
+ * struct queue from queue_maildrop_open() writes into spool/maildrop/tmp and
+ * commits into spool/maildrop.  create (the daemon, as the spool's owner)
+ * makes the directories with QUEUE_MAILDROP_MODE and lets the spool's group
+ * search the spool directory; without it nothing is created.
+ * queue_maildrop_writer_new() and queue_maildrop_commit() replace
+ * queue_writer_new() and queue_writer_commit() for it (the record is made
+ * group-readable; the rename is made durable even when the caller cannot
+ * read the directory).  queue_remove() removes a maildrop record.
+ *
+ * queue_maildrop_load() parses an untrusted maildrop record: no links, no
+ * FIFOs or devices, no hard links, at most envelope_max bytes of envelope
+ * (-EBADMSG otherwise).  With fdp it also returns the file positioned at the
+ * body; stp (may be NULL) receives its stat (the owner is the submitter).
+ * queue_maildrop_clean() removes records being written by writers that
+ * died: unlocked ones at once, ones it cannot even open once they are older
+ * than unreadable_after seconds.  queue_maildrop_stat() is lstat() of a
+ * name in maildrop/ ("." for the directory itself).
+ */
+#define QUEUE_MAILDROP_MODE	01730
+
+struct stat;
+
+int queue_open_existing(const char *dir, struct queue **qp, char **err);
+int queue_list(struct queue *q, char (**idsp)[QUEUE_ID_LEN + 1], size_t *np);
+time_t queue_id_time(const char *id);
+int queue_maildrop_open(const char *spool, bool create, struct queue **qp,
+    char **err);
+int queue_maildrop_writer_new(struct queue *md, struct queue_writer **wp);
+int queue_maildrop_commit(struct queue_writer *w);
+int queue_maildrop_load(struct queue *md, const char *id, size_t envelope_max,
+    struct queue_msg **mp, int *fdp, struct stat *stp);
+int queue_maildrop_clean(struct queue *md, time_t unreadable_after);
+int queue_maildrop_stat(struct queue *md, const char *name, struct stat *st);
+
 #endif

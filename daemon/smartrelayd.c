@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +18,15 @@
 
 #include "build-config.h"
 #include "cfg.h"
+#include "ctl.h"
+#include "ctlproto.h"
 #include "listen.h"
 #include "log.h"
+#include "pickup.h"
 #include "queue.h"
+#include "scheduler.h"
 #include "smtp.h"
+#include "sysd.h"
 
 #define STOP_GRACE_SECONDS	10
 
@@ -30,9 +36,17 @@ struct daemon {
 	struct event_base *base;	/* owned */
 	struct listen_set *listen;	/* owned */
 	struct smtp_server smtp;
+	struct sched *sched;		/* owned: the queue and the relay */
+	struct pickup *pickup;		/* owned: local submissions */
+	struct ctl *ctl;		/* owned: the control socket */
 	struct event *sigterm;		/* owned */
 	struct event *sigint;		/* owned */
+	struct event *sighup;		/* owned */
 	struct event *stop_timer;	/* owned */
+	struct sysd *sysd;		/* owned */
+	const char *cfg_path;		/* borrowed: argv, re-read on SIGHUP */
+	int stopping;			/* SIGTERM/SIGINT seen */
+	int exit_status;		/* main's return value */
 	size_t nqueued;			/* messages in the queue */
 };
 
@@ -84,8 +98,9 @@ daemon_queued(void *arg, struct queue_msg *m)
 {
 	struct daemon *d = arg;
 
-	d->nqueued++;
-	queue_msg_free(m);
+	sched_add(d->sched, m);
+	d->nqueued = sched_count(d->sched);
+	sysd_update(d->sysd);
 }
 
 /* A message was found in the spool at start-up. */
@@ -94,8 +109,135 @@ daemon_recovered(struct queue_msg *m, void *arg)
 {
 	struct daemon *d = arg;
 
-	d->nqueued++;
-	queue_msg_free(m);
+	sched_add(d->sched, m);
+	d->nqueued = sched_count(d->sched);
+}
+
+/* The upstream state for STATUS=: ok, retrying, paused-... */
+static const char *
+daemon_upstream_state(const struct daemon *d)
+{
+	struct sched_status st;
+
+	sched_status(d->sched, &st);
+	return sched_strupstream(st.state);
+}
+
+/* The systemd STATUS= line: "queue=N upstream=STATE". */
+static void
+daemon_status(void *arg, char *buf, size_t bufsz)
+{
+	struct daemon *d = arg;
+
+	d->nqueued = sched_count(d->sched);
+	snprintf(buf, bufsz, "queue=%zu upstream=%s", d->nqueued,
+	    daemon_upstream_state(d));
+}
+
+/* ---- the control socket (ctl.h) and the maildrop (pickup.h) ---- */
+
+/* STATUS: the scheduler's view of the queue and the upstream. */
+static void
+daemon_ctl_status(void *arg, struct ctlp_status *st)
+{
+	static const enum ctlp_upstream map[] = {
+		[SCHED_UP_OK] = CTLP_UP_OK,
+		[SCHED_UP_RETRYING] = CTLP_UP_RETRYING,
+		[SCHED_UP_PAUSED_CREDENTIALS] = CTLP_UP_PAUSED_AUTH,
+		[SCHED_UP_PAUSED_QUOTA] = CTLP_UP_PAUSED_QUOTA,
+	};
+	struct daemon *d = arg;
+	struct sched_status ss;
+
+	sched_status(d->sched, &ss);
+	st->queued = ss.messages;
+	st->oldest = ss.oldest;
+	st->last_delivery = ss.last_delivery;
+	st->upstream = (unsigned)ss.state < sizeof(map) / sizeof(map[0]) ?
+	    map[ss.state] : CTLP_UP_UNKNOWN;
+	st->next_attempt = ss.state != SCHED_UP_OK ? ss.retry_at : 0;
+	snprintf(st->reply, sizeof(st->reply), "%s",
+	    ss.reply != NULL ? ss.reply : "");
+}
+
+/* FLUSH: retry now (the scheduler also lifts a pause). */
+static int
+daemon_ctl_flush(void *arg, const char *id)
+{
+	struct daemon *d = arg;
+	int r;
+
+	if ((r = sched_flush(d->sched, id)) < 0)
+		return r;
+	log_msg(LOG_INFO, id, "flush due=%d", r);
+	return 0;
+}
+
+/*
+ * DELETE: the record and its journal go; a message still in the maildrop
+ * too.  TODO(lead): the scheduler must forget the message first, refusing
+ * while it is in flight: r = sched_remove(d->sched, id) (-EBUSY) once the
+ * scheduler has it.  Until then it keeps the message in memory and finds
+ * the record gone at its next attempt.
+ */
+static int
+daemon_ctl_delete(void *arg, const char *id, uid_t by)
+{
+	struct daemon *d = arg;
+	int r;
+
+	r = queue_remove(d->queue, id);
+	if (r == -ENOENT)
+		r = pickup_remove(d->pickup, id);
+	if (r == 0)
+		log_msg(LOG_NOTICE, id, "deleted by=%u", (unsigned)by);
+	return r;
+}
+
+/* MAILDROP: the tool stored a submission. */
+static void
+daemon_ctl_maildrop(void *arg)
+{
+	struct daemon *d = arg;
+
+	pickup_kick(d->pickup);
+}
+
+/*
+ * The local side: moves what waits in the maildrop into the queue (before
+ * READY), then opens the control socket.
+ */
+static int
+daemon_local_start(struct daemon *d)
+{
+	const struct ctl_ops ops = {
+		.status = daemon_ctl_status,
+		.flush = daemon_ctl_flush,
+		.del = daemon_ctl_delete,
+		.maildrop = daemon_ctl_maildrop,
+		.arg = d,
+	};
+	char *err = NULL;
+	size_t n;
+	int r;
+
+	if ((r = pickup_open(d->base, d->cfg, d->queue, daemon_queued, d,
+	    &d->pickup, &err)) < 0) {
+		log_msg(LOG_ERR, NULL, "maildrop error=\"%s\"",
+		    err != NULL ? err : strerror(-r));
+		free(err);
+		return EX_CANTCREAT;
+	}
+	if ((n = pickup_run(d->pickup)) > 0)
+		log_msg(LOG_INFO, NULL, "maildrop picked_up=%zu", n);
+	if ((r = ctl_open(d->base, d->cfg->spool, pickup_group(d->pickup),
+	    &ops, &d->ctl, &err)) < 0) {
+		log_msg(LOG_ERR, NULL, "error=\"%s\"",
+		    err != NULL ? err : strerror(-r));
+		free(err);
+		return r == -EADDRINUSE ? EX_TEMPFAIL : EX_CANTCREAT;
+	}
+	return 0;
 }
 
 static void
@@ -115,14 +257,17 @@ daemon_signal_stop(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 	struct timeval tv = { .tv_sec = STOP_GRACE_SECONDS };
 
-	sd_notify(0, "STOPPING=1");
+	sysd_stopping(d->sysd);
+	d->stopping = 1;
 	log_msg(LOG_INFO, NULL, "stopping signal=%s",
 	    sig == SIGTERM ? "TERM" : "INT");
 	listen_close(d->listen);
 	d->listen = NULL;
 	smtp_shutdown(&d->smtp);
+	sched_stop(d->sched);
 	event_del(d->sigterm);
 	event_del(d->sigint);
+	event_del(d->sighup);
 	evtimer_add(d->stop_timer, &tv);
 }
 
@@ -132,8 +277,128 @@ daemon_check_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 
-	if (d->listen == NULL && d->smtp.nsessions == 0)
+	if (d->stopping && d->smtp.nsessions == 0 &&
+	    sched_sessions(d->sched) == 0)
 		event_base_loopexit(d->base, NULL);
+}
+
+/* True when both configurations list the same `listen` addresses. */
+static int
+daemon_same_listen(const struct cfg *a, const struct cfg *b)
+{
+	size_t i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i], b->listen[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * Binds the `listen` addresses of ncfg in place of the current ones.  The
+ * old sockets close first (the same address cannot be bound twice); when
+ * the new ones fail, the old ones are bound again.  Returns 0 or -errno.
+ */
+static int
+daemon_rebind(struct daemon *d, const struct cfg *ncfg)
+{
+	const struct cfg *old = d->smtp.cfg;
+	char *err = NULL, q[1024];
+	int r, r2;
+
+	listen_close(d->listen);
+	d->listen = NULL;
+	d->smtp.cfg = ncfg;
+	if ((r = listen_open(&d->smtp, &d->listen, &err)) == 0)
+		return 0;
+	log_msg(LOG_ERR, NULL, "reload error=\"%s\"",
+	    log_quote(q, sizeof(q), err != NULL ? err : strerror(-r)));
+	free(err);
+	err = NULL;
+	d->smtp.cfg = old;
+	if ((r2 = listen_open(&d->smtp, &d->listen, &err)) < 0) {
+		/* No sockets at all: exit so that systemd restarts us. */
+		log_msg(LOG_CRIT, NULL, "listen error=\"%s\" exiting",
+		    log_quote(q, sizeof(q), err != NULL ? err : strerror(-r2)));
+		free(err);
+		d->exit_status = EX_UNAVAILABLE;
+		event_base_loopexit(d->base, NULL);
+	}
+	return r;
+}
+
+/* Logs why a new configuration was refused. */
+static void
+daemon_reload_errors(const struct cfg_errors *errs)
+{
+	char q[1024];
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		log_msg(LOG_ERR, NULL, "reload error=\"%s\"",
+		    log_quote(q, sizeof(q), errs->msgs[i]));
+}
+
+/*
+ * Loads the configuration again and puts it in force, or keeps the old one
+ * when the new one is invalid.  Sessions read srv->cfg afresh at every
+ * command and keep no pointers into it, so the old one can go at once.
+ */
+static int
+daemon_reload(struct daemon *d)
+{
+	struct cfg_errors errs = { 0 };
+	struct cfg *ncfg = NULL;
+	char *spool, *err = NULL;
+
+	if (cfg_load(d->cfg_path, &ncfg, &errs) < 0) {
+		daemon_reload_errors(&errs);
+		cfg_errors_clear(&errs);
+		return -EINVAL;
+	}
+	cfg_errors_clear(&errs);
+	if (!listen_activated(d->listen) &&
+	    !daemon_same_listen(d->cfg, ncfg) &&
+	    daemon_rebind(d, ncfg) < 0) {
+		cfg_free(ncfg);
+		return -EADDRNOTAVAIL;
+	}
+	if (strcmp(ncfg->spool, d->cfg->spool) != 0) {
+		/* The queue stays open on the old spool: keep its path. */
+		log_msg(LOG_WARNING, NULL, "reload spool=%s kept: a new "
+		    "spool=%s needs a restart", d->cfg->spool, ncfg->spool);
+		spool = ncfg->spool;
+		ncfg->spool = d->cfg->spool;
+		d->cfg->spool = spool;
+	}
+	if (sched_set_cfg(d->sched, ncfg, &err) < 0) {
+		log_msg(LOG_ERR, NULL, "reload tls error=\"%s\" kept=previous "
+		    "TLS settings", err != NULL ? err : "?");
+		free(err);
+	}
+	d->smtp.cfg = ncfg;
+	pickup_set_cfg(d->pickup, ncfg);
+	cfg_free(d->cfg);
+	d->cfg = ncfg;
+	return 0;
+}
+
+/* SIGHUP: reload the configuration (SPEC §3), telling systemd about it. */
+static void
+daemon_signal_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	sysd_reloading(d->sysd);
+	log_msg(LOG_INFO, NULL, "reloading config=%s", d->cfg_path);
+	if (daemon_reload(d) == 0)
+		log_msg(LOG_INFO, NULL, "reloaded config=%s", d->cfg_path);
+	else
+		log_msg(LOG_ERR, NULL, "reload failed config=%s "
+		    "kept=previous", d->cfg_path);
+	sysd_ready(d->sysd);
 }
 
 static int
@@ -149,6 +414,15 @@ daemon_start(struct daemon *d)
 		free(err);
 		return EX_CANTCREAT;
 	}
+	/* The scheduler takes the recovered messages: it comes first. */
+	if ((d->base = event_base_new()) == NULL)
+		return EX_OSERR;
+	if ((r = sched_new(d->base, d->cfg, d->queue, &d->sched, &err)) < 0) {
+		log_msg(LOG_ERR, NULL, "relay error=\"%s\"",
+		    err != NULL ? err : strerror(-r));
+		free(err);
+		return EX_CONFIG;
+	}
 	r = queue_recover(d->queue, daemon_recovered, d, &ncorrupt, &err);
 	if (r < 0) {
 		log_msg(LOG_ERR, NULL, "recovery error=\"%s\"",
@@ -161,14 +435,14 @@ daemon_start(struct daemon *d)
 		    "%s/corrupt", ncorrupt, d->cfg->spool);
 	log_msg(LOG_INFO, NULL, "recovered messages=%zu", d->nqueued);
 
-	if ((d->base = event_base_new()) == NULL)
-		return EX_OSERR;
 	smtp_server_init(&d->smtp);
 	d->smtp.base = d->base;
 	d->smtp.cfg = d->cfg;
 	d->smtp.queue = d->queue;
 	d->smtp.queued = daemon_queued;
 	d->smtp.queued_arg = d;
+	if ((r = daemon_local_start(d)) != 0)
+		return r;
 	if ((r = listen_open(&d->smtp, &d->listen, &err)) < 0) {
 		log_msg(LOG_ERR, NULL, "error=\"%s\"",
 		    err != NULL ? err : strerror(-r));
@@ -177,11 +451,19 @@ daemon_start(struct daemon *d)
 	}
 	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_signal_stop, d);
 	d->sigint = evsignal_new(d->base, SIGINT, daemon_signal_stop, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, daemon_signal_reload, d);
 	d->stop_timer = evtimer_new(d->base, daemon_stop_timeout, d);
-	if (d->sigterm == NULL || d->sigint == NULL || d->stop_timer == NULL)
+	if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
+	    d->stop_timer == NULL)
 		return EX_OSERR;
+	if (sysd_open(d->base, daemon_status, d, &d->sysd) < 0)
+		return EX_OSERR;
+	if (sysd_watchdog_interval(d->sysd) > 0)
+		log_msg(LOG_INFO, NULL, "watchdog interval=%" PRIu64 "ms",
+		    sysd_watchdog_interval(d->sysd) / 1000);
 	evsignal_add(d->sigterm, NULL);
 	evsignal_add(d->sigint, NULL);
+	evsignal_add(d->sighup, NULL);
 	return 0;
 }
 
@@ -193,8 +475,14 @@ daemon_free(struct daemon *d)
 		event_free(d->sigterm);
 	if (d->sigint != NULL)
 		event_free(d->sigint);
+	if (d->sighup != NULL)
+		event_free(d->sighup);
+	sysd_free(d->sysd);
 	if (d->stop_timer != NULL)
 		event_free(d->stop_timer);
+	ctl_free(d->ctl);
+	pickup_free(d->pickup);
+	sched_free(d->sched);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	queue_close(d->queue);
@@ -249,6 +537,7 @@ main(int argc, char *argv[])
 		return check_config(path);
 
 	log_init("smartrelayd", debug);
+	d.cfg_path = path;
 	if (cfg_load(path, &d.cfg, &errs) < 0) {
 		print_errors(&errs);
 		cfg_errors_clear(&errs);
@@ -263,12 +552,12 @@ main(int argc, char *argv[])
 	}
 	log_msg(LOG_INFO, NULL, "ready version=%s queue=%zu sockets=%zu",
 	    SMARTRELAY_VERSION, d.nqueued, listen_count(d.listen));
-	sd_notifyf(0, "READY=1\nSTATUS=queue=%zu", d.nqueued);
+	sysd_ready(d.sysd);
 	tick = event_new(d.base, -1, EV_PERSIST, daemon_check_done, &d);
 	event_add(tick, &tv);
 	event_base_dispatch(d.base);
 	event_free(tick);
 	log_msg(LOG_INFO, NULL, "stopped");
 	daemon_free(&d);
-	return 0;
+	return d.exit_status;
 }

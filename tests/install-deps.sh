@@ -7,7 +7,7 @@ set -eu
 build="gcc pkg-config meson ninja-build libevent-dev libssl-dev libconfig-dev
 libsystemd-dev"
 test="$build libcmocka-dev python3 python3-pytest swaks openssl clang
-libclang-rt-14-dev systemd valgrind"
+libclang-rt-14-dev systemd valgrind bsd-mailx"
 
 case "${1:-build}" in
 build) pkgs=$build ;;

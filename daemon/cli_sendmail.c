@@ -1,0 +1,1186 @@
+/*
+ * cli_sendmail: the sendmail interface (SPEC §2, docs/cli.md).
+ *
+ * A submission reads the message from stdin and stores it in the maildrop
+ * (common/queue.c), from where the daemon moves it into the queue.  The
+ * input goes through three stages:
+ *
+ *   1. sm_input(): the sendmail conventions.  A line holding only "."
+ *      ends the input unless -i; LF and CRLF line ends become CRLF.
+ *   2. sm_content(): the header section is buffered (bounded) so that -t
+ *      can take the recipients from To/Cc/Bcc before the envelope is
+ *      written; Bcc is removed, and From: is added when missing.
+ *   3. sm_data(): the content is dot-stuffed and fed to the inbound
+ *      session's DATA filter (body.c), which normalises bare CR and LF,
+ *      adds Date: and Message-ID:, and counts the size.
+ *
+ * Exit 0 only once the record is durably in the maildrop; otherwise a
+ * sysexits(3) status and one line on stderr.  -bs speaks SMTP on
+ * stdin/stdout with the inbound session's replies, storing each message
+ * the same way.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "body.h"
+#include "cfg.h"
+#include "cli.h"
+#include "cli_msg.h"
+#include "queue.h"
+
+#define SM_HEADER_MAX	(1u << 20)	/* bytes of a buffered header section */
+#define SM_READ_CHUNK	65536
+#define SM_LINE_MAX	512		/* -bs command lines, with CRLF */
+#define SM_ERRORS_MAX	20		/* -bs: then 421 */
+
+enum sm_mode {
+	SM_SUBMIT,		/* -bm, the default */
+	SM_SMTP,		/* -bs */
+	SM_MAILQ,		/* -bp */
+	SM_FLUSH,		/* -q */
+	SM_NOOP,		/* -bi, -I: no alias database to build */
+};
+
+/* Stage 1: where the input is relative to lines. */
+enum sm_in {
+	SM_IN_BOL,		/* at a line start */
+	SM_IN_DOT,		/* "." at a line start */
+	SM_IN_DOTCR,		/* "." CR at a line start */
+	SM_IN_TEXT,		/* inside a line */
+	SM_IN_CR,		/* CR inside a line */
+};
+
+struct sm {
+	struct cli *cli;		/* borrowed */
+	/* options */
+	enum sm_mode mode;
+	bool extract;			/* -t */
+	bool ignore_dots;		/* -i, -oi */
+	const char *from_arg;		/* borrowed: -f/-r, NULL: the user */
+	const char *fullname;		/* borrowed: -F */
+	/* envelope */
+	char from[ADDR_MAX];
+	char **rcpt;			/* owned array of owned addresses */
+	size_t nrcpt;
+	unsigned flags;			/* QUEUE_F_* */
+	/* spool */
+	struct queue *md;		/* owned: the maildrop */
+	struct queue_writer *w;		/* owned */
+	int error;			/* first write error, negative errno */
+	bool too_big;
+	/* stage 1 */
+	enum sm_in in;
+	bool ended;			/* the input ended with a "." line */
+	/* stage 2 */
+	bool in_headers;
+	char *hdr;			/* owned: the buffered header section */
+	size_t hdrlen, hdrcap, hdrscan;
+	/* stage 3 */
+	bool data_bol;			/* stage 3 is at a line start */
+	char date[64];
+	char msgid[ADDR_MAX + 64];
+	struct body body;
+};
+
+/* ---- options ------------------------------------------------------------ */
+
+/* Options that take a value (attached or as the next argument). */
+static bool
+sm_takes_value(char c)
+{
+	return strchr("ABCFLNORVXfhopr", c) != NULL;
+}
+
+/* Handles one option letter with its value (NULL for flags). */
+static int
+sm_option(struct sm *s, char c, const char *v)
+{
+	struct cli *cli = s->cli;
+
+	switch (c) {
+	case 'C':
+		cli->cfg_path = v;
+		cli->cfg_explicit = true;
+		break;
+	case 'f':
+	case 'r':
+		s->from_arg = v;
+		break;
+	case 'F':
+		s->fullname = v;
+		break;
+	case 'o':
+		if (strcmp(v, "i") == 0)
+			s->ignore_dots = true;
+		break;		/* other -oX: legacy, ignored */
+	case 'i':
+		s->ignore_dots = true;
+		break;
+	case 't':
+		s->extract = true;
+		break;
+	case 'v':
+		cli->verbose = true;
+		break;
+	case 'b':
+		if (strcmp(v, "m") == 0)
+			s->mode = SM_SUBMIT;
+		else if (strcmp(v, "s") == 0)
+			s->mode = SM_SMTP;
+		else if (strcmp(v, "p") == 0)
+			s->mode = SM_MAILQ;
+		else if (strcmp(v, "i") == 0)
+			s->mode = SM_NOOP;
+		else {
+			cli_err(cli, "unsupported mode -b%s (smartrelay "
+			    "knows -bm, -bs, -bp, -bi)", v);
+			return EX_USAGE;
+		}
+		break;
+	case 'q':
+		s->mode = SM_FLUSH;
+		break;
+	case 'I':
+		s->mode = SM_NOOP;
+		break;
+	case 'A': case 'B': case 'L': case 'N': case 'O': case 'R': case 'V':
+	case 'X': case 'h': case 'p': case 'd': case 'e': case 'G': case 'U':
+	case 'm': case 'n': case 'x': case 'c':
+		break;		/* accepted and ignored */
+	default:
+		cli_err(cli, "unknown option -%c", c);
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+/*
+ * Parses the options like getopt (clusters "-ti", values attached "-fa@b"
+ * or apart "-f a@b"); -b, -o, -q, -d and -e take the rest of their word.
+ * Returns the index of the first recipient, or -(status) on a problem.
+ */
+static int
+sm_parse(struct sm *s, int argc, char **argv)
+{
+	const char *a, *v;
+	int i, j, r;
+
+	for (i = 1; i < argc; i++) {
+		a = argv[i];
+		if (strcmp(a, "--") == 0)
+			return i + 1;
+		if (a[0] != '-' || a[1] == '\0')
+			return i;
+		for (j = 1; a[j] != '\0'; j++) {
+			v = NULL;
+			if (strchr("bqde", a[j]) != NULL || (a[j] == 'o' &&
+			    a[j + 1] != '\0'))
+				v = a + j + 1;
+			else if (sm_takes_value(a[j])) {
+				if (a[j + 1] != '\0')
+					v = a + j + 1;
+				else if (i + 1 < argc)
+					v = argv[++i];
+				else {
+					cli_err(s->cli, "option -%c needs a "
+					    "value", a[j]);
+					return -EX_USAGE;
+				}
+			}
+			if ((r = sm_option(s, a[j], v)) != 0)
+				return -r;
+			if (v != NULL)
+				break;
+		}
+	}
+	return i;
+}
+
+/* ---- addresses ---------------------------------------------------------- */
+
+/* The domain for bare names: local_domain, else our host name. */
+static const char *
+sm_domain(const struct sm *s)
+{
+	const struct cfg *cfg = s->cli->cfg;
+
+	return cfg->rewrite.local_domain != NULL ?
+	    cfg->rewrite.local_domain : cfg->hostname;
+}
+
+/* Sets the envelope sender; a bare name gets sm_domain().  0 or -EINVAL. */
+static int
+sm_set_from(struct sm *s, const char *addr)
+{
+	if (*addr != '\0' && addr_is_bare(addr)) {
+		if (snprintf(s->from, sizeof(s->from), "%s@%s", addr,
+		    sm_domain(s)) >= (int)sizeof(s->from) ||
+		    addr_check_mailbox(s->from) < 0)
+			return -EINVAL;
+	} else
+		snprintf(s->from, sizeof(s->from), "%s", addr);
+	if (!addr_is_ascii(s->from))
+		s->flags |= QUEUE_F_SMTPUTF8;
+	return 0;
+}
+
+/* The envelope sender: -f, else the invoking user's login name. */
+static int
+sm_sender(struct sm *s)
+{
+	char addr[ADDR_MAX];
+	const char *rest, *v = s->from_arg;
+	struct passwd *pw;
+
+	if (v == NULL) {
+		if ((pw = getpwuid(getuid())) == NULL) {
+			cli_err(s->cli, "no user name for uid %u",
+			    (unsigned)getuid());
+			return EX_NOUSER;
+		}
+		v = pw->pw_name;
+	}
+	if (*v == '\0')
+		*addr = '\0';		/* -f "": the null sender */
+	else if (addr_parse_path(v, addr, sizeof(addr), &rest) < 0 ||
+	    *rest != '\0')
+		goto bad;
+	if (sm_set_from(s, addr) == 0)
+		return 0;
+bad:
+	cli_err(s->cli, "bad sender address \"%.100s\"", v);
+	return EX_DATAERR;
+}
+
+/*
+ * Resolves one address as the inbound session does: bare names through
+ * aliases and local_domain.  Returns 0, or a sysexits status with *why.
+ */
+static int
+sm_resolve(struct sm *s, const char *in, char *out, size_t outsz,
+    const char **why)
+{
+	const struct cfg *cfg = s->cli->cfg;
+	const char *rest;
+	char addr[ADDR_MAX];
+
+	if (addr_parse_path(in, addr, sizeof(addr), &rest) < 0 ||
+	    *rest != '\0' || *addr == '\0') {
+		*why = "bad recipient address";
+		return EX_DATAERR;
+	}
+	if (addr_is_bare(addr)) {
+		if (addr_resolve_local(addr, cfg->rewrite.aliases,
+		    cfg->rewrite.naliases, cfg->rewrite.local_domain, out,
+		    outsz) < 0) {
+			*why = "recipient address needs a domain (no alias "
+			    "and no local_domain)";
+			return EX_DATAERR;
+		}
+	} else
+		snprintf(out, outsz, "%s", addr);
+	return 0;
+}
+
+/* Adds a recipient (address-list element) to the envelope, once. */
+static int
+sm_add_rcpt(void *arg, const char *in)
+{
+	struct sm *s = arg;
+	char addr[ADDR_MAX];
+	const char *why;
+	char **nr;
+	size_t i;
+	int r;
+
+	if ((r = sm_resolve(s, in, addr, sizeof(addr), &why)) != 0) {
+		cli_err(s->cli, "%.200s: %s", in, why);
+		return r;
+	}
+	for (i = 0; i < s->nrcpt; i++)
+		if (strcasecmp(s->rcpt[i], addr) == 0)
+			return 0;
+	if (s->nrcpt >= s->cli->cfg->limits.recipients) {
+		cli_err(s->cli, "too many recipients (limits.recipients is "
+		    "%u)", s->cli->cfg->limits.recipients);
+		return EX_DATAERR;
+	}
+	if ((nr = reallocarray(s->rcpt, s->nrcpt + 1, sizeof(*nr))) == NULL)
+		return EX_OSERR;
+	s->rcpt = nr;
+	if ((s->rcpt[s->nrcpt] = strdup(addr)) == NULL)
+		return EX_OSERR;
+	s->nrcpt++;
+	if (!addr_is_ascii(addr))
+		s->flags |= QUEUE_F_SMTPUTF8;
+	return 0;
+}
+
+/* ---- the spool ---------------------------------------------------------- */
+
+/* A storage problem: one line, EX_TEMPFAIL. */
+static int
+sm_store_error(struct sm *s, const char *what, int r)
+{
+	cli_err(s->cli, "cannot store the message (%s): %s", what,
+	    strerror(-r));
+	return EX_TEMPFAIL;
+}
+
+/* Opens the maildrop; its owner (the daemon's user, root) may create it. */
+static int
+sm_open_maildrop(struct sm *s)
+{
+	char *err = NULL;
+	int r;
+
+	cli_priv_on(s->cli);
+	r = queue_maildrop_open(s->cli->cfg->spool, cli_is_admin(s->cli),
+	    &s->md, &err);
+	cli_priv_off(s->cli);
+	if (r < 0) {
+		cli_err(s->cli, "cannot store the message: %s%s",
+		    err != NULL ? err : strerror(-r), r == -ENOENT ?
+		    " (has smartrelayd been started once?)" : "");
+		free(err);
+		return EX_TEMPFAIL;
+	}
+	return 0;
+}
+
+/* Starts a record in maildrop/tmp. */
+static int
+sm_start_writer(struct sm *s)
+{
+	int r;
+
+	cli_priv_on(s->cli);
+	r = queue_maildrop_writer_new(s->md, &s->w);
+	cli_priv_off(s->cli);
+	if (r < 0)
+		return sm_store_error(s, "maildrop", r);
+	return 0;
+}
+
+/* Commits the record into the maildrop, durably. */
+static int
+sm_commit(struct sm *s)
+{
+	int r;
+
+	cli_priv_on(s->cli);
+	r = queue_maildrop_commit(s->w);
+	cli_priv_off(s->cli);
+	if (r < 0)
+		return sm_store_error(s, "commit", r);
+	return 0;
+}
+
+/* DATA filter output: into the record unless it is already lost. */
+static void
+sm_body_out(void *arg, const char *buf, size_t len)
+{
+	struct sm *s = arg;
+	int r;
+
+	if (s->error != 0 || s->too_big)
+		return;
+	if (s->body.size > s->cli->cfg->limits.message_size) {
+		s->too_big = true;
+		return;
+	}
+	if ((r = queue_writer_write(s->w, buf, len)) < 0)
+		s->error = r;
+}
+
+/* Writes the envelope and prepares the DATA filter. */
+static int
+sm_envelope(struct sm *s)
+{
+	const char *id = queue_writer_id(s->w);
+	time_t now = time(NULL);
+	char date[48];
+	struct tm tm;
+	int r;
+
+	r = queue_writer_envelope(s->w, s->from, (const char *const *)s->rcpt,
+	    s->nrcpt, s->flags, now);
+	if (r < 0)
+		return sm_store_error(s, "envelope", r);
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	snprintf(s->date, sizeof(s->date), "Date: %s\r\n", date);
+	snprintf(s->msgid, sizeof(s->msgid), "Message-ID: <%s.%lld@%s>\r\n",
+	    id, (long long)now, s->cli->cfg->hostname);
+	body_init(&s->body, s->date, s->msgid, sm_body_out, s);
+	s->data_bol = true;
+	return 0;
+}
+
+/* ---- stage 3: into the DATA filter -------------------------------------- */
+
+/* Feeds content to body.c as SMTP DATA: a "." at a line start is doubled. */
+static void
+sm_data(struct sm *s, const char *p, size_t len)
+{
+	size_t i, start = 0;
+
+	for (i = 0; i < len; i++) {
+		if (s->data_bol && p[i] == '.') {
+			body_feed(&s->body, p + start, i - start);
+			body_feed(&s->body, ".", 1);
+			start = i;
+		}
+		/* Stage 1 makes every LF part of a CRLF. */
+		s->data_bol = p[i] == '\n';
+	}
+	body_feed(&s->body, p + start, len - start);
+}
+
+/* Ends the data: the CRLF "." CRLF that body.c waits for. */
+static void
+sm_data_end(struct sm *s)
+{
+	if (!s->data_bol)
+		body_feed(&s->body, "\r\n", 2);
+	body_feed(&s->body, ".\r\n", 3);
+	body_finish(&s->body);
+}
+
+/* ---- stage 2: the header section ---------------------------------------- */
+
+/* "From: Name <addr>" for -F / the user's full name, or "From: addr". */
+static void
+sm_from_header(struct sm *s, char *buf, size_t sz)
+{
+	const char *name = s->fullname;
+	struct passwd *pw;
+	char gecos[256] = "";
+	size_t i, n = 0;
+
+	if (name == NULL && s->from_arg == NULL &&
+	    (pw = getpwuid(getuid())) != NULL && pw->pw_gecos != NULL) {
+		snprintf(gecos, sizeof(gecos), "%.*s",
+		    (int)strcspn(pw->pw_gecos, ","), pw->pw_gecos);
+		name = gecos;
+	}
+	if (name == NULL || *name == '\0') {
+		snprintf(buf, sz, "From: <%s>\r\n", s->from);
+		return;
+	}
+	/* A quoted-string: no CR/LF, '"' and '\' escaped. */
+	n = (size_t)snprintf(buf, sz, "From: \"");
+	for (i = 0; name[i] != '\0' && n + 4 < sz && i < 200; i++) {
+		if (name[i] == '\r' || name[i] == '\n')
+			continue;
+		if (name[i] == '"' || name[i] == '\\')
+			buf[n++] = '\\';
+		buf[n++] = name[i];
+	}
+	snprintf(buf + n, sz - n, "\" <%s>\r\n", s->from);
+}
+
+/* Takes the recipients of one To/Cc/Bcc field (-t). */
+static int
+sm_extract(struct sm *s, const char *field, size_t len)
+{
+	char *v;
+	int r;
+
+	if ((v = cli_hdr_value(field, len)) == NULL)
+		return EX_OSERR;
+	r = cli_addr_list(v, sm_add_rcpt, s);
+	free(v);
+	return r == -ENOMEM ? EX_OSERR : r;
+}
+
+/* The field starting at hdr[*pos] (with its continuation lines). */
+static bool
+sm_next_field(const struct sm *s, size_t end, size_t *pos, const char **f,
+    size_t *len)
+{
+	const char *p = s->hdr + *pos, *e = s->hdr + end, *nl;
+
+	if (*pos >= end)
+		return false;
+	*f = p;
+	do {
+		nl = memmem(p, (size_t)(e - p), "\r\n", 2);
+		p = nl != NULL ? nl + 2 : e;
+	} while (p < e && (*p == ' ' || *p == '\t'));
+	*len = (size_t)(p - *f);
+	*pos += *len;
+	return true;
+}
+
+/*
+ * The header section is complete (hdr[0..end)): takes the -t recipients,
+ * writes the envelope, then passes the fields on without Bcc and with a
+ * From: when there was none.
+ */
+static int
+sm_headers_done(struct sm *s, size_t end)
+{
+	char from[ADDR_MAX + 300];
+	size_t pos = 0, len;
+	bool has_from = false;
+	const char *f;
+	int r;
+
+	s->in_headers = false;
+	while (sm_next_field(s, end, &pos, &f, &len)) {
+		if (cli_hdr_is(f, len, "From"))
+			has_from = true;
+		if (s->extract && (cli_hdr_is(f, len, "To") ||
+		    cli_hdr_is(f, len, "Cc") || cli_hdr_is(f, len, "Bcc")) &&
+		    (r = sm_extract(s, f, len)) != 0)
+			return r;
+	}
+	if (s->nrcpt == 0) {
+		cli_err(s->cli, "no recipient addresses found in the To:, "
+		    "Cc: and Bcc: headers");
+		return EX_DATAERR;
+	}
+	if ((r = sm_envelope(s)) != 0)
+		return r;
+	pos = 0;
+	while (sm_next_field(s, end, &pos, &f, &len))
+		if (!cli_hdr_is(f, len, "Bcc"))
+			sm_data(s, f, len);
+	if (!has_from && *s->from != '\0') {
+		sm_from_header(s, from, sizeof(from));
+		sm_data(s, from, strlen(from));
+	}
+	sm_data(s, s->hdr + end, s->hdrlen - end);
+	free(s->hdr);
+	s->hdr = NULL;
+	s->hdrlen = s->hdrcap = 0;
+	return 0;
+}
+
+/* Stage 2: buffers the header section until its end shows. */
+static int
+sm_content(struct sm *s, const char *p, size_t len)
+{
+	const char *nl;
+	size_t ls, le, cap;
+	char *nh;
+
+	if (!s->in_headers) {
+		sm_data(s, p, len);
+		return 0;
+	}
+	if (s->hdrlen + len > SM_HEADER_MAX) {
+		cli_err(s->cli, "the header section is larger than %u bytes",
+		    SM_HEADER_MAX);
+		return EX_DATAERR;
+	}
+	if (s->hdrlen + len > s->hdrcap) {
+		cap = s->hdrcap == 0 ? 8192 : s->hdrcap;
+		while (cap < s->hdrlen + len)
+			cap *= 2;
+		if ((nh = realloc(s->hdr, cap)) == NULL)
+			return EX_OSERR;
+		s->hdr = nh;
+		s->hdrcap = cap;
+	}
+	memcpy(s->hdr + s->hdrlen, p, len);
+	s->hdrlen += len;
+	while ((nl = memmem(s->hdr + s->hdrscan, s->hdrlen - s->hdrscan,
+	    "\r\n", 2)) != NULL) {
+		ls = s->hdrscan;
+		le = (size_t)(nl - s->hdr);
+		s->hdrscan = le + 2;
+		if (le == ls || (ls == 0 && (s->hdr[0] == ' ' ||
+		    s->hdr[0] == '\t')) || (s->hdr[ls] != ' ' &&
+		    s->hdr[ls] != '\t' && !cli_hdr_field_start(s->hdr + ls,
+		    le - ls)))
+			return sm_headers_done(s, ls);
+	}
+	return 0;
+}
+
+/* ---- stage 1: sendmail's input conventions ------------------------------ */
+
+/*
+ * Turns input bytes into content: LF and CRLF line ends become CRLF (a
+ * bare CR stays for body.c to normalise), and without -i a line holding
+ * only "." ends the input.
+ */
+static int
+sm_input(struct sm *s, const char *p, size_t len)
+{
+	static char out[3 * SM_READ_CHUNK + 8];
+	size_t i, n = 0;
+	char c;
+
+	for (i = 0; i < len && !s->ended; i++) {
+		c = p[i];
+		if (s->in == SM_IN_BOL && c == '.' && !s->ignore_dots) {
+			s->in = SM_IN_DOT;
+			continue;
+		}
+		if (s->in == SM_IN_DOT || s->in == SM_IN_DOTCR) {
+			if (c == '\n') {
+				s->ended = true;
+				break;
+			}
+			if (c == '\r' && s->in == SM_IN_DOT) {
+				s->in = SM_IN_DOTCR;
+				continue;
+			}
+			out[n++] = '.';
+			s->in = s->in == SM_IN_DOTCR ? SM_IN_CR : SM_IN_TEXT;
+		}
+		if (s->in == SM_IN_CR) {
+			if (c == '\n') {
+				out[n++] = '\r';
+				out[n++] = '\n';
+				s->in = SM_IN_BOL;
+				continue;
+			}
+			out[n++] = '\r';
+		}
+		if (c == '\r')
+			s->in = SM_IN_CR;
+		else if (c == '\n') {
+			out[n++] = '\r';
+			out[n++] = '\n';
+			s->in = SM_IN_BOL;
+		} else {
+			out[n++] = c;
+			s->in = SM_IN_TEXT;
+		}
+	}
+	return n > 0 ? sm_content(s, out, n) : 0;
+}
+
+/* End of input: completes the last line and the header section. */
+static int
+sm_input_end(struct sm *s)
+{
+	int r = 0;
+
+	if (s->in == SM_IN_CR || s->in == SM_IN_TEXT)
+		r = sm_content(s, "\r\n", 2);
+	/* A "." alone on the last line, without a line end, ends it too. */
+	if (r == 0 && s->in_headers)
+		r = sm_headers_done(s, s->hdrlen);
+	if (r == 0)
+		sm_data_end(s);
+	return r;
+}
+
+/* The outcome of the DATA filter: 0 or a sysexits status with a line. */
+static int
+sm_body_status(struct sm *s)
+{
+	if (s->body.nul) {
+		cli_err(s->cli, "the message contains NUL bytes; not sent");
+		return EX_DATAERR;
+	}
+	if (s->too_big) {
+		cli_err(s->cli, "the message is larger than %" PRIu64
+		    " bytes (limits.message_size); not sent",
+		    s->cli->cfg->limits.message_size);
+		return EX_DATAERR;
+	}
+	if (s->error != 0)
+		return sm_store_error(s, "write", s->error);
+	return 0;
+}
+
+/* Reads stdin through the stages until its end or a lone dot. */
+static int
+sm_read_message(struct sm *s)
+{
+	static char buf[SM_READ_CHUNK];
+	ssize_t n;
+	int r;
+
+	s->in = SM_IN_BOL;
+	s->in_headers = true;
+	for (;;) {
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			cli_err(s->cli, "reading the message: %s",
+			    strerror(errno));
+			return EX_IOERR;
+		}
+		if (n == 0)
+			break;
+		if ((r = sm_input(s, buf, (size_t)n)) != 0)
+			return r;
+		if (s->ended)
+			break;
+	}
+	if ((r = sm_input_end(s)) != 0)
+		return r;
+	return sm_body_status(s);
+}
+
+/* Tells the daemon; -v says where the message is. */
+static void
+sm_announce(struct sm *s, const char *id)
+{
+	bool up = cli_kick(s->cli);
+
+	if (s->cli->verbose)
+		fprintf(stderr, "%s: stored as %s in the maildrop; %s\n",
+		    s->cli->prog, id, up ? "smartrelayd notified" :
+		    "smartrelayd is not running, it will be sent after it "
+		    "starts");
+}
+
+static void
+sm_free(struct sm *s)
+{
+	size_t i;
+
+	queue_writer_free(s->w);
+	s->w = NULL;
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	s->rcpt = NULL;
+	s->nrcpt = 0;
+	free(s->hdr);
+	s->hdr = NULL;
+	s->hdrlen = s->hdrcap = s->hdrscan = 0;
+}
+
+/* sendmail [options] [recipients] < message */
+static int
+sm_submit(struct sm *s, int argc, char **argv, int first)
+{
+	char id[QUEUE_ID_LEN + 1];
+	int i, r;
+
+	if ((r = sm_sender(s)) != 0)
+		return r;
+	for (i = first; i < argc; i++) {
+		r = cli_addr_list(argv[i], sm_add_rcpt, s);
+		if (r != 0)
+			return r == -ENOMEM ? EX_OSERR : r;
+	}
+	if (s->nrcpt == 0 && !s->extract) {
+		cli_err(s->cli, "no recipients: give them as arguments or "
+		    "use -t");
+		return EX_DATAERR;
+	}
+	if ((r = sm_open_maildrop(s)) != 0 || (r = sm_start_writer(s)) != 0)
+		return r;
+	if ((r = sm_read_message(s)) != 0 || (r = sm_commit(s)) != 0)
+		return r;
+	memcpy(id, queue_writer_id(s->w), sizeof(id));
+	sm_announce(s, id);
+	return 0;
+}
+
+/* ---- -bs: SMTP on stdin and stdout -------------------------------------- */
+
+/* The -bs dialogue: the inbound session's commands and replies. */
+struct sm_smtp {
+	struct sm *s;			/* borrowed: the transaction */
+	char buf[SM_READ_CHUNK];	/* input not yet used */
+	size_t pos, len;
+	bool eof;
+	bool helo;			/* EHLO/HELO seen */
+	bool mail;			/* in a transaction */
+	unsigned nerrors;
+};
+
+/* Sends one reply; fmt may hold several lines separated by "\r\n". */
+static void sm_reply(struct sm_smtp *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+sm_reply(struct sm_smtp *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputs("\r\n", stdout);
+	fflush(stdout);
+	if (*fmt == '4' || *fmt == '5')
+		t->nerrors++;
+}
+
+/* Reads more input; false at end of input or on an error. */
+static bool
+sm_fill(struct sm_smtp *t)
+{
+	ssize_t n;
+
+	if (t->pos > 0) {
+		memmove(t->buf, t->buf + t->pos, t->len - t->pos);
+		t->len -= t->pos;
+		t->pos = 0;
+	}
+	if (t->eof || t->len == sizeof(t->buf))
+		return false;
+	do
+		n = read(STDIN_FILENO, t->buf + t->len, sizeof(t->buf) - t->len);
+	while (n == -1 && errno == EINTR);
+	if (n <= 0) {
+		t->eof = true;
+		return false;
+	}
+	t->len += (size_t)n;
+	return true;
+}
+
+/*
+ * The next command line without its line end; NULL at end of input.  A
+ * line over SM_LINE_MAX is answered 500 5.5.2 and skipped.
+ */
+static char *
+sm_line(struct sm_smtp *t, char *line)
+{
+	char *nl;
+	size_t n;
+	bool longline = false;
+
+	for (;;) {
+		nl = memchr(t->buf + t->pos, '\n', t->len - t->pos);
+		if (nl == NULL) {
+			if (t->len - t->pos > SM_LINE_MAX) {
+				t->pos = t->len;
+				longline = true;
+			}
+			if (!sm_fill(t))
+				return NULL;
+			continue;
+		}
+		n = (size_t)(nl - (t->buf + t->pos));
+		if (longline || n + 1 > SM_LINE_MAX) {
+			t->pos += n + 1;
+			longline = false;
+			sm_reply(t, "500 5.5.2 Error: line too long");
+			continue;
+		}
+		memcpy(line, t->buf + t->pos, n);
+		t->pos += n + 1;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		line[n] = '\0';
+		if (strlen(line) != n) {
+			sm_reply(t, "500 5.5.2 Error: NUL byte in command");
+			continue;
+		}
+		return line;
+	}
+}
+
+/* Ends the transaction (RSET, HELO, after DATA). */
+static void
+sm_txn_end(struct sm_smtp *t)
+{
+	sm_free(t->s);
+	t->s->flags = 0;
+	t->s->error = 0;
+	t->s->too_big = false;
+	t->mail = false;
+}
+
+/* MAIL parameters: SIZE, BODY, SMTPUTF8, as the inbound session. */
+static bool
+sm_mail_params(struct sm_smtp *t, const char *p)
+{
+	uint64_t limit = t->s->cli->cfg->limits.message_size;
+	unsigned long long size;
+	char *end;
+	size_t len;
+
+	for (; *p != '\0'; p += strspn(p, " ")) {
+		len = strcspn(p, " ");
+		if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
+			errno = 0;
+			size = strtoull(p + 5, &end, 10);
+			if (end != p + len || errno != 0 || p[5] == '-') {
+				sm_reply(t, "501 5.5.4 Bad SIZE parameter");
+				return false;
+			}
+			if (size > limit) {
+				sm_reply(t, "552 5.3.4 Message size exceeds "
+				    "fixed limit of %" PRIu64 " bytes", limit);
+				return false;
+			}
+		} else if (len == 13 && strncasecmp(p, "BODY=8BITMIME", 13) ==
+		    0)
+			t->s->flags |= QUEUE_F_8BITMIME;
+		else if (len == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0)
+			t->s->flags |= QUEUE_F_SMTPUTF8;
+		else if (!(len == 9 && strncasecmp(p, "BODY=7BIT", 9) == 0)) {
+			sm_reply(t, "555 5.5.4 Unsupported parameter: %.*s",
+			    (int)(len > 40 ? 40 : len), p);
+			return false;
+		}
+		p += len;
+	}
+	return true;
+}
+
+static void
+sm_smtp_mail(struct sm_smtp *t, const char *args)
+{
+	struct sm *s = t->s;
+	char addr[ADDR_MAX];
+	const char *rest;
+	int r;
+
+	if (!t->helo) {
+		sm_reply(t, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (t->mail) {
+		sm_reply(t, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		sm_reply(t, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (addr_parse_path(args + 5, addr, sizeof(addr), &rest) < 0) {
+		sm_reply(t, "501 5.1.3 Bad sender address syntax");
+		return;
+	}
+	s->flags = 0;
+	if (!sm_mail_params(t, rest))
+		return;
+	if (sm_set_from(s, addr) < 0) {
+		sm_reply(t, "501 5.1.3 Bad sender address syntax");
+		return;
+	}
+	cli_priv_on(s->cli);
+	r = queue_maildrop_writer_new(s->md, &s->w);
+	cli_priv_off(s->cli);
+	if (r < 0) {
+		sm_reply(t, "452 4.3.1 Insufficient system storage");
+		return;
+	}
+	t->mail = true;
+	sm_reply(t, "250 2.1.0 Ok");
+}
+
+static void
+sm_smtp_rcpt(struct sm_smtp *t, const char *args)
+{
+	struct sm *s = t->s;
+	char addr[ADDR_MAX];
+	const char *why;
+	char **nr;
+
+	if (!t->mail) {
+		sm_reply(t, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		sm_reply(t, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->nrcpt >= s->cli->cfg->limits.recipients) {
+		sm_reply(t, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (sm_resolve(s, args + 3, addr, sizeof(addr), &why) != 0) {
+		if (strstr(why, "domain") != NULL)
+			sm_reply(t, "550 5.1.1 %s: Recipient address needs a "
+			    "domain (no alias and no local_domain)", args + 3);
+		else
+			sm_reply(t, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if ((nr = reallocarray(s->rcpt, s->nrcpt + 1, sizeof(*nr))) == NULL ||
+	    (nr[s->nrcpt] = strdup(addr)) == NULL) {
+		if (nr != NULL)
+			s->rcpt = nr;
+		sm_reply(t, "452 4.3.1 Insufficient system resources");
+		return;
+	}
+	s->rcpt = nr;
+	s->nrcpt++;
+	if (!addr_is_ascii(addr))
+		s->flags |= QUEUE_F_SMTPUTF8;
+	sm_reply(t, "250 2.1.5 Ok");
+}
+
+/* DATA: the raw bytes go to body.c until CRLF.CRLF, then commit. */
+static void
+sm_smtp_data(struct sm_smtp *t, const char *args)
+{
+	struct sm *s = t->s;
+	char id[QUEUE_ID_LEN + 1];
+	size_t used;
+
+	if (!t->mail || s->nrcpt == 0) {
+		sm_reply(t, "503 5.5.1 Error: need %s command",
+		    t->mail ? "RCPT" : "MAIL");
+		return;
+	}
+	if (*args != '\0') {
+		sm_reply(t, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (sm_envelope(s) != 0) {
+		sm_reply(t, "451 4.3.0 Error: queue file write error");
+		sm_txn_end(t);
+		return;
+	}
+	sm_reply(t, "354 End data with <CR><LF>.<CR><LF>");
+	for (;;) {
+		used = body_feed(&s->body, t->buf + t->pos, t->len - t->pos);
+		t->pos += used;
+		if (s->body.raw == BODY_END)
+			break;
+		if (!sm_fill(t)) {
+			sm_txn_end(t);
+			return;		/* end of input inside DATA */
+		}
+	}
+	body_finish(&s->body);
+	memcpy(id, queue_writer_id(s->w), sizeof(id));
+	if (s->body.nul)
+		sm_reply(t, "554 5.6.0 Error: message contains NUL bytes, "
+		    "not queued");
+	else if (s->too_big)
+		sm_reply(t, "552 5.3.4 Error: message size exceeds fixed "
+		    "limit of %" PRIu64 " bytes",
+		    s->cli->cfg->limits.message_size);
+	else if (s->error != 0 || sm_commit(s) != 0)
+		sm_reply(t, "451 4.3.0 Error: queue file write error");
+	else {
+		sm_reply(t, "250 2.0.0 Ok: queued as %s", id);
+		sm_announce(s, id);
+	}
+	sm_txn_end(t);
+}
+
+/* Runs one command line; false after QUIT. */
+static bool
+sm_smtp_command(struct sm_smtp *t, const char *line)
+{
+	const struct cfg *cfg = t->s->cli->cfg;
+	size_t len = strcspn(line, " ");
+	const char *args = line + len + strspn(line + len, " ");
+
+#define IS(w) (len == sizeof(w) - 1 && strncasecmp(line, w, len) == 0)
+	if (IS("EHLO") || IS("HELO")) {
+		if (*args == '\0') {
+			sm_reply(t, "501 5.5.4 Syntax: %.4s hostname", line);
+			return true;
+		}
+		sm_txn_end(t);
+		t->helo = true;
+		if (IS("HELO"))
+			sm_reply(t, "250 %s", cfg->hostname);
+		else
+			sm_reply(t, "250-%s Hello %.*s\r\n250-PIPELINING\r\n"
+			    "250-SIZE %" PRIu64 "\r\n250-8BITMIME\r\n"
+			    "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+			    "250 HELP", cfg->hostname,
+			    (int)strcspn(args, " "), args,
+			    cfg->limits.message_size);
+	} else if (IS("MAIL"))
+		sm_smtp_mail(t, args);
+	else if (IS("RCPT"))
+		sm_smtp_rcpt(t, args);
+	else if (IS("DATA"))
+		sm_smtp_data(t, args);
+	else if (IS("RSET")) {
+		sm_txn_end(t);
+		sm_reply(t, "250 2.0.0 Ok");
+	} else if (IS("NOOP"))
+		sm_reply(t, "250 2.0.0 Ok");
+	else if (IS("VRFY"))
+		sm_reply(t, "252 2.5.2 Cannot VRFY user, but will accept "
+		    "message and attempt delivery");
+	else if (IS("HELP"))
+		sm_reply(t, "214-2.0.0 smartrelay: a relay to one smart host"
+		    "\r\n214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET "
+		    "NOOP QUIT HELP VRFY\r\n214 2.0.0 End of HELP info");
+	else if (IS("QUIT")) {
+		sm_reply(t, "221 2.0.0 Bye");
+		return false;
+	} else if (IS("STARTTLS") || IS("AUTH") || IS("BDAT") || IS("EXPN") ||
+	    IS("ETRN"))
+		sm_reply(t, "502 5.5.1 Error: command not implemented");
+	else
+		sm_reply(t, "500 5.5.1 Error: command not recognized");
+#undef IS
+	if (t->nerrors > SM_ERRORS_MAX) {
+		sm_reply(t, "421 4.7.0 %s Error: too many errors, closing",
+		    cfg->hostname);
+		return false;
+	}
+	return true;
+}
+
+/* sendmail -bs */
+static int
+sm_smtp(struct sm *s)
+{
+	static struct sm_smtp t;
+	char line[SM_LINE_MAX + 1];
+	int r;
+
+	t.s = s;
+	if ((r = sm_open_maildrop(s)) != 0) {
+		printf("421 4.3.0 %s Error: cannot store mail now\r\n",
+		    s->cli->cfg->hostname);
+		return r;
+	}
+	sm_reply(&t, "220 %s ESMTP smartrelay (sendmail -bs)",
+	    s->cli->cfg->hostname);
+	while (sm_line(&t, line) != NULL)
+		if (!sm_smtp_command(&t, line))
+			break;
+	sm_txn_end(&t);
+	return 0;
+}
+
+/* ---- entry -------------------------------------------------------------- */
+
+int
+cli_sendmail(struct cli *c, int argc, char **argv)
+{
+	struct sm s = { .cli = c, .mode = SM_SUBMIT };
+	int first, r;
+
+	if ((first = sm_parse(&s, argc, argv)) < 0)
+		return -first;
+	if (s.mode == SM_NOOP)
+		return 0;	/* no alias database: aliases are in the config */
+	if ((r = cli_load_cfg(c)) != 0)
+		return r;
+	switch (s.mode) {
+	case SM_MAILQ:
+		return cli_list(c, false);
+	case SM_FLUSH:
+		return cli_do_flush(c, NULL, 0);
+	case SM_SMTP:
+		r = sm_smtp(&s);
+		break;
+	default:
+		r = sm_submit(&s, argc, argv, first);
+		break;
+	}
+	sm_free(&s);
+	queue_close(s.md);
+	return r;
+}

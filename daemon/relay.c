@@ -1,0 +1,1527 @@
+/*
+ * relay: the outbound SMTP session to the smart host.  See relay.h.
+ *
+ * Two layers of dispatch, as in the inbound session: relay_readcb() and
+ * relay_eventcb() deal with bytes, connects, handshakes, EOF and errors;
+ * only complete, bounded replies (common/reply.c) reach relay_on_reply(),
+ * which dispatches on the state.  Independent facts (TLS verified, EHLO
+ * answered, authenticated) are flags; the transaction (one message with
+ * its pending recipients) is its own struct.  Every way a session ends
+ * goes through relay_close() with a reason=, and the memory is freed from
+ * a fresh event.
+ *
+ * Security rules that hold whatever the upstream says: AUTH and MAIL are
+ * only ever sent once RF_TLS is set, which only a verified handshake sets
+ * (or tls = "none", the explicit loopback-only opt-in); after STARTTLS all
+ * earlier knowledge (EHLO keywords, any bytes the server sent behind the
+ * 220) is discarded (RFC 3207 §4.2); the password is read for the session,
+ * used, and wiped, and only log_dialogue() (which masks it) sees the lines
+ * that carry it.
+ */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/evp.h>
+
+#include "body.h"
+#include "cfg.h"
+#include "log.h"
+#include "queue.h"
+#include "reply.h"
+#include "tls.h"
+
+#define RELAY_CONNECT_TIMEOUT	30	/* seconds per address, at most */
+#define RELAY_QUIT_TIMEOUT	10	/* seconds to wait for 221 */
+#define RELAY_BODY_HIGH		(256 * 1024)	/* output queued at most */
+#define RELAY_BODY_LOW		(64 * 1024)	/* refill below this */
+
+enum relay_state {
+	RELAY_INIT,		/* created, starts from a fresh event */
+	RELAY_RESOLVING,	/* waiting for the addresses of the host */
+	RELAY_CONNECTING,	/* TCP connect to one address */
+	RELAY_HANDSHAKE,	/* TLS handshake (implicit or after STARTTLS) */
+	RELAY_GREETING,		/* waiting for 220 */
+	RELAY_EHLO,		/* EHLO sent */
+	RELAY_STARTTLS,		/* STARTTLS sent */
+	RELAY_AUTH,		/* AUTH sent, exchange in progress */
+	RELAY_READY,		/* idle, authenticated: ready for a message */
+	RELAY_ENVELOPE,		/* MAIL/RCPT/DATA sent, replies pending */
+	RELAY_BODY,		/* streaming the body */
+	RELAY_DOT,		/* final dot sent, waiting for the reply */
+	RELAY_RSET,		/* RSET sent after a failed transaction */
+	RELAY_QUIT,		/* QUIT sent */
+	RELAY_DEAD,		/* closed; free pending */
+};
+
+#define RF_TLS		0x01	/* TLS active and verified */
+#define RF_EHLO		0x02	/* EHLO answered since the last TLS start */
+#define RF_AUTHED	0x04	/* AUTH succeeded */
+#define RF_WASREADY	0x08	/* reached RELAY_READY once */
+#define RF_ENDNOW	0x10	/* end the transaction from the timer */
+
+#define EXT_STARTTLS	0x01
+#define EXT_PIPELINING	0x02
+#define EXT_8BITMIME	0x04
+#define EXT_SMTPUTF8	0x08
+#define EXT_SIZE	0x10
+#define EXT_AUTH_PLAIN	0x20
+#define EXT_AUTH_LOGIN	0x40
+
+/* Per-recipient progress inside a transaction. */
+enum relay_rstate {
+	RCPT_UNANSWERED,	/* RCPT not answered (yet) */
+	RCPT_ACCEPTED,		/* 250 to RCPT: the message's fate decides */
+	RCPT_REFUSED,		/* its own RCPT reply decided */
+};
+
+struct relay_txn {
+	struct queue_msg *msg;		/* borrowed: the scheduler owns it */
+	struct relay_rcpt_result *rcpt;	/* owned: one per pending recipient */
+	unsigned char *rstate;		/* owned: enum relay_rstate each */
+	size_t nrcpt;
+	size_t nsent;		/* envelope commands sent: MAIL, RCPTs, DATA */
+	size_t nreplied;	/* envelope replies received */
+	size_t naccepted;	/* RCPTs accepted */
+	bool failed;		/* MAIL or DATA refused: the message's fate */
+	int fd;			/* body file, -1 when closed */
+	uint64_t left;		/* body bytes not read yet */
+	bool bol;		/* dot-stuffing: at a line start */
+	char last[2];		/* last two body bytes sent */
+	struct relay_result res;
+};
+
+struct relay_session {
+	uint64_t id;
+	struct relay_env *env;		/* borrowed */
+	enum relay_state state;
+	unsigned flags;			/* RF_* */
+	unsigned ext;			/* EXT_* of the last EHLO */
+	struct bufferevent *bev; /* owned (a TLS filter owns the socket) */
+	SSL *ssl;			/* borrowed from bev once it is TLS */
+	struct event *timer;		/* owned: connect/reply timeout */
+	struct evdns_getaddrinfo_request *dns;	/* pending lookup or NULL */
+	struct evutil_addrinfo *ai;	/* owned: addresses of the host */
+	struct evutil_addrinfo *cur;	/* borrowed: the one tried */
+	char peer[300];			/* "host[ip]:port" */
+	char lasterr[RELAY_REPLY_MAX];	/* last connect error */
+	struct reply reply;		/* the reply being read */
+	struct cfg_secret secret;	/* password while AUTH LOGIN needs it */
+	unsigned auth_step;		/* 334 prompts answered */
+	struct relay_txn *txn;		/* owned, NULL outside transactions */
+	struct evbuffer *batch;		/* owned: pipelined commands being
+					   gathered, else NULL */
+	unsigned nmsgs;			/* transactions carried */
+	TAILQ_ENTRY(relay_session) entry;
+};
+
+TAILQ_HEAD(relay_list, relay_session);
+
+/* A DNS lookup finds its session again by id (STYLE: async results). */
+struct relay_dns_arg {
+	struct relay_env *env;		/* borrowed */
+	uint64_t id;
+};
+
+static struct relay_session *relay_lookup(struct relay_env *, uint64_t);
+static void relay_close(struct relay_session *, enum relay_outcome,
+    enum relay_pause, const char *);
+static void relay_connect_next(struct relay_session *);
+static void relay_txn_end(struct relay_session *, bool);
+static void relay_body_pump(struct relay_session *);
+
+/* The state's name, for the debug log. */
+static const char *
+relay_strstate(enum relay_state st)
+{
+	static const char *const names[] = {
+		"init", "resolving", "connecting", "handshake", "greeting",
+		"ehlo", "starttls", "auth", "ready", "envelope", "body", "dot",
+		"rset", "quit", "dead",
+	};
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ?
+	    names[st] : "?";
+}
+
+const char *
+relay_stroutcome(enum relay_outcome o)
+{
+	switch (o) {
+	case RELAY_OK:
+		return "ok";
+	case RELAY_TEMPFAIL:
+		return "tempfail";
+	case RELAY_PERMFAIL:
+		return "permfail";
+	case RELAY_PAUSE:
+		return "pause";
+	}
+	return "?";
+}
+
+/* Moves to a new state; every transition is logged at debug level. */
+static void
+relay_enter_state(struct relay_session *s, enum relay_state st)
+{
+	log_msg(LOG_DEBUG, NULL, "relay session=%" PRIu64 " state %s -> %s",
+	    s->id, relay_strstate(s->state), relay_strstate(st));
+	s->state = st;
+}
+
+/* ---- classification (SPEC §6's table) ---- */
+
+enum relay_outcome
+relay_classify(enum relay_stage stage, const struct reply *r,
+    enum relay_pause *pause)
+{
+	unsigned cls = r->code / 100;
+
+	*pause = RELAY_PAUSE_NONE;
+	if (cls == 2 || cls == 3)
+		return RELAY_OK;
+	if (r->code == 421)
+		return RELAY_TEMPFAIL;
+	if (stage == RELAY_STAGE_AUTH) {
+		/* 535 5.7.8, 534 5.7.9, 534 5.7.14, 454 4.7.0 and any 5xx:
+		 * the account's problem, never the messages'. */
+		if (cls == 5 || r->code == 454) {
+			*pause = RELAY_PAUSE_CREDENTIALS;
+			return RELAY_PAUSE;
+		}
+		return RELAY_TEMPFAIL;
+	}
+	if (r->code == 550 && reply_enhanced_is(r, "5.4.5")) {
+		*pause = RELAY_PAUSE_QUOTA;
+		return RELAY_PAUSE;
+	}
+	if (stage == RELAY_STAGE_MAIL && r->code == 530) {
+		/* "Authentication Required" / "Must issue STARTTLS": ours. */
+		*pause = RELAY_PAUSE_CREDENTIALS;
+		return RELAY_PAUSE;
+	}
+	if (cls == 4)
+		return RELAY_TEMPFAIL;
+	switch (stage) {
+	case RELAY_STAGE_MAIL:
+	case RELAY_STAGE_RCPT:
+	case RELAY_STAGE_DATA:
+	case RELAY_STAGE_DOT:
+		return RELAY_PERMFAIL;
+	default:
+		/* A broken session is not the message's fault. */
+		return RELAY_TEMPFAIL;
+	}
+}
+
+const char *
+relay_auth_advice(const struct reply *r)
+{
+	if (reply_enhanced_is(r, "5.7.9"))
+		return "the account uses 2-Step Verification: create an App "
+		    "Password (Google Account > Security > App passwords) and "
+		    "put it in upstream.password_file";
+	if (reply_enhanced_is(r, "5.7.14"))
+		return "Google blocked the sign-in: log in to the account once "
+		    "in a web browser (and confirm it was you), then wait for "
+		    "the retry";
+	if (r->code == 454)
+		return "too many login attempts: Google throttles the account; "
+		    "smartrelay retries with backoff, nothing to change unless "
+		    "another program also logs in too often";
+	if (reply_enhanced_is(r, "5.7.8") || r->code == 535)
+		return "user name or password not accepted: check "
+		    "upstream.username and the App Password in "
+		    "upstream.password_file (16 letters; it needs 2-Step "
+		    "Verification; the account password does not work)";
+	return "the upstream refused the login: check upstream.username and "
+	    "upstream.password_file";
+}
+
+/* ---- output ---- */
+
+/* Sends one command line; the dialogue log masks AUTH payloads. */
+static void
+relay_send_line(struct relay_session *s, const char *line)
+{
+	char buf[QUEUE_MAX_ADDR + 256];
+	int n;
+
+	log_dialogue("upstream", ">", line, 0);
+	n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		n = snprintf(buf, sizeof(buf), "NOOP\r\n");
+	/* One add, one TLS record: the output writes at once on add. */
+	evbuffer_add(s->batch != NULL ? s->batch :
+	    bufferevent_get_output(s->bev), buf, (size_t)n);
+}
+
+/* Wipes and frees a credential buffer once the output has taken it. */
+static void
+relay_secret_cleanup(const void *data, size_t len, void *arg)
+{
+	explicit_bzero(arg, len);
+	free(arg);
+}
+
+/*
+ * Sends a line carrying a credential: the bytes go by reference and are
+ * wiped once written, so no copy of them stays in freed memory.
+ * prefix is logged as is, the rest masked.
+ */
+static int
+relay_send_secret(struct relay_session *s, const char *prefix,
+    const unsigned char *raw, size_t rawlen, int after_auth)
+{
+	size_t plen = strlen(prefix), blen = 4 * ((rawlen + 2) / 3);
+	char *buf;
+
+	if ((buf = malloc(plen + blen + 3)) == NULL)
+		return -ENOMEM;
+	memcpy(buf, prefix, plen);
+	EVP_EncodeBlock((unsigned char *)buf + plen, raw, (int)rawlen);
+	log_dialogue("upstream", ">", buf, after_auth);
+	memcpy(buf + plen + blen, "\r\n", 3);
+	if (evbuffer_add_reference(bufferevent_get_output(s->bev), buf,
+	    plen + blen + 2, relay_secret_cleanup, buf) < 0) {
+		explicit_bzero(buf, plen + blen + 2);
+		free(buf);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* (Re)arms the session timer. */
+static void
+relay_arm(struct relay_session *s, unsigned secs)
+{
+	struct timeval tv = { .tv_sec = secs };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* The reply timeout: upstream.timeout. */
+static void
+relay_expect(struct relay_session *s, enum relay_state st)
+{
+	relay_enter_state(s, st);
+	relay_arm(s, s->env->cfg->upstream.timeout);
+}
+
+/* ---- the transaction ---- */
+
+/* Frees a transaction (closes its body file); accepts NULL. */
+static void
+relay_txn_free(struct relay_txn *t)
+{
+	if (t == NULL)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->rcpt);
+	free(t->rstate);
+	free(t);
+}
+
+/* A transaction for the pending recipients of m; NULL on no memory. */
+static struct relay_txn *
+relay_txn_new(struct relay_session *s, struct queue_msg *m)
+{
+	struct relay_txn *t;
+	size_t i, n = 0;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	t->fd = -1;
+	t->msg = m;
+	t->rcpt = calloc(m->nrcpt, sizeof(*t->rcpt));
+	t->rstate = calloc(m->nrcpt, 1);
+	if (t->rcpt == NULL || t->rstate == NULL) {
+		relay_txn_free(t);
+		return NULL;
+	}
+	for (i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			t->rcpt[n++].index = i;
+	t->nrcpt = n;
+	snprintf(t->res.relay, sizeof(t->res.relay), "%s", s->peer);
+	return t;
+}
+
+/* Sets the message's fate (the first one given wins). */
+static void
+relay_txn_fail(struct relay_txn *t, enum relay_outcome o,
+    enum relay_pause pause, const char *reply)
+{
+	if (t->failed)
+		return;
+	t->failed = true;
+	t->res.outcome = o;
+	t->res.pause = pause;
+	snprintf(t->res.reply, sizeof(t->res.reply), "%s", reply);
+}
+
+/* The MAIL command for m, with the parameters the upstream takes. */
+static int
+relay_mail_line(struct relay_session *s, const struct queue_msg *m,
+    char *buf, size_t sz)
+{
+	const char *from = m->from;
+	int n;
+
+	if (m->from[0] != '\0' && !(m->flags & QUEUE_F_DSN) &&
+	    s->env->cfg->rewrite.envelope_from != NULL)
+		from = s->env->cfg->rewrite.envelope_from;
+	n = snprintf(buf, sz, "MAIL FROM:<%s>", from);
+	if (s->ext & EXT_SIZE)
+		n += snprintf(buf + n, sz - (size_t)n, " SIZE=%" PRIu64,
+		    m->size);
+	if ((m->flags & QUEUE_F_8BITMIME) && (s->ext & EXT_8BITMIME))
+		n += snprintf(buf + n, sz - (size_t)n, " BODY=8BITMIME");
+	if ((m->flags & QUEUE_F_SMTPUTF8) && (s->ext & EXT_SMTPUTF8))
+		n += snprintf(buf + n, sz - (size_t)n, " SMTPUTF8");
+	return n > 0 && (size_t)n < sz ? 0 : -ENAMETOOLONG;
+}
+
+/* Sends envelope command k: 0 MAIL, 1..nrcpt RCPT, nrcpt+1 DATA. */
+static void
+relay_envelope_cmd(struct relay_session *s, size_t k)
+{
+	struct relay_txn *t = s->txn;
+	char line[QUEUE_MAX_ADDR + 128];
+
+	if (k == 0) {
+		if (relay_mail_line(s, t->msg, line, sizeof(line)) < 0)
+			snprintf(line, sizeof(line), "MAIL FROM:<>");
+	} else if (k <= t->nrcpt)
+		snprintf(line, sizeof(line), "RCPT TO:<%s>",
+		    t->msg->rcpt[t->rcpt[k - 1].index].addr);
+	else
+		snprintf(line, sizeof(line), "DATA");
+	relay_send_line(s, line);
+	t->nsent++;
+}
+
+/*
+ * Sends what may go now: with PIPELINING (RFC 2920) MAIL, every RCPT and
+ * DATA at once; else the next command once the previous one is answered.
+ */
+static void
+relay_envelope_push(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	size_t total = t->nrcpt + 2;
+
+	if (s->ext & EXT_PIPELINING) {
+		/* One write for the group (RFC 2920 §3.1). */
+		s->batch = evbuffer_new();
+		while (t->nsent < total)
+			relay_envelope_cmd(s, t->nsent);
+		if (s->batch != NULL) {
+			evbuffer_add_buffer(bufferevent_get_output(s->bev),
+			    s->batch);
+			evbuffer_free(s->batch);
+			s->batch = NULL;
+		}
+	} else if (t->nsent == t->nreplied && t->nsent < total)
+		relay_envelope_cmd(s, t->nsent);
+}
+
+int
+relay_send(struct relay_session *s, struct queue_msg *m)
+{
+	struct relay_txn *t;
+	int r;
+
+	if (s->state != RELAY_READY || s->txn != NULL)
+		return -EBUSY;
+	if (!(s->flags & RF_TLS) &&
+	    s->env->cfg->upstream.tls != CFG_TLS_NONE)
+		return -EPERM;	/* unreachable by construction: a last guard */
+	if ((t = relay_txn_new(s, m)) == NULL)
+		return -ENOMEM;
+	/* Opened now: a record that is gone never starts a transaction. */
+	if ((r = queue_body_open(s->env->queue, m, &t->fd)) < 0) {
+		relay_txn_free(t);
+		return r;
+	}
+	s->txn = t;
+	s->nmsgs++;
+	log_msg(LOG_DEBUG, m->id, "relay session=%" PRIu64 " nrcpt=%zu",
+	    s->id, t->nrcpt);
+	if ((m->flags & QUEUE_F_SMTPUTF8) && !(s->ext & EXT_SMTPUTF8))
+		/* RFC 6531 §3.4: no downgrade; the message cannot go. */
+		relay_txn_fail(t, RELAY_PERMFAIL, RELAY_PAUSE_NONE,
+		    "554 5.6.7 the message needs SMTPUTF8 and the upstream "
+		    "does not offer it");
+	if (t->failed || t->nrcpt == 0) {
+		/* Ends from a fresh event: no callback before we return. */
+		struct timeval now = { 0, 0 };
+
+		s->flags |= RF_ENDNOW;
+		relay_enter_state(s, RELAY_ENVELOPE);
+		evtimer_add(s->timer, &now);
+		return 0;
+	}
+	relay_expect(s, RELAY_ENVELOPE);
+	relay_envelope_push(s);
+	return 0;
+}
+
+/*
+ * Reports the transaction: every recipient gets its final outcome (its own
+ * RCPT reply, or the message's) and the scheduler hears about it.
+ */
+static void
+relay_txn_finish(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	struct relay_env *env = s->env;
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++) {
+		if (t->rstate[i] == RCPT_REFUSED)
+			continue;
+		t->rcpt[i].outcome = t->res.outcome;
+		snprintf(t->rcpt[i].reply, sizeof(t->rcpt[i].reply), "%s",
+		    t->res.reply);
+	}
+	t->res.rcpt = t->rcpt;
+	t->res.nrcpt = t->nrcpt;
+	s->txn = NULL;
+	env->ops->done(env->arg, s->id, t->msg, &t->res);
+	relay_txn_free(t);
+}
+
+/* Authenticated and idle: the scheduler may hand over a message. */
+static void
+relay_ready(struct relay_session *s)
+{
+	struct relay_env *env = s->env;
+
+	relay_enter_state(s, RELAY_READY);
+	evtimer_del(s->timer);
+	s->flags |= RF_WASREADY;
+	env->ops->ready(env->arg, s->id);
+}
+
+/* Ends the transaction and goes on: RSET after a failure, else ready. */
+static void
+relay_txn_end(struct relay_session *s, bool rset)
+{
+	relay_txn_finish(s);
+	if (s->state == RELAY_DEAD)
+		return;
+	if (rset) {
+		relay_send_line(s, "RSET");
+		relay_expect(s, RELAY_RSET);
+	} else
+		relay_ready(s);
+}
+
+/* ---- replies ---- */
+
+/* Formats the current reply for logs and results. */
+static const char *
+relay_reply_str(struct relay_session *s, char *buf, size_t sz)
+{
+	return reply_summary(&s->reply, buf, sz);
+}
+
+/* Reads the EHLO keywords (RFC 5321 §4.1.1.1) we care about. */
+static void
+relay_parse_ehlo(struct relay_session *s)
+{
+	const char *line, *p;
+	size_t pos = 0, len, wl, i = 0;
+
+	s->ext = 0;
+	while (reply_next_line(&s->reply, &pos, &line, &len)) {
+		if (i++ == 0)
+			continue;
+		wl = strcspn(line, " \n");
+		if (wl > len)
+			wl = len;
+#define KW(w) (wl == strlen(w) && strncasecmp(line, w, wl) == 0)
+		if (KW("STARTTLS"))
+			s->ext |= EXT_STARTTLS;
+		else if (KW("PIPELINING"))
+			s->ext |= EXT_PIPELINING;
+		else if (KW("8BITMIME"))
+			s->ext |= EXT_8BITMIME;
+		else if (KW("SMTPUTF8"))
+			s->ext |= EXT_SMTPUTF8;
+		else if (KW("SIZE"))
+			s->ext |= EXT_SIZE;
+		else if (KW("AUTH")) {
+			for (p = line + wl; p < line + len; ) {
+				size_t ml;
+
+				while (p < line + len && *p == ' ')
+					p++;
+				ml = strcspn(p, " \n");
+				if (p + ml > line + len)
+					ml = (size_t)(line + len - p);
+				if (ml == 5 && strncasecmp(p, "PLAIN", 5) == 0)
+					s->ext |= EXT_AUTH_PLAIN;
+				if (ml == 5 && strncasecmp(p, "LOGIN", 5) == 0)
+					s->ext |= EXT_AUTH_LOGIN;
+				p += ml;
+			}
+		}
+#undef KW
+	}
+}
+
+/* Sends EHLO with our host name. */
+static void
+relay_send_ehlo(struct relay_session *s)
+{
+	char line[600];
+
+	snprintf(line, sizeof(line), "EHLO %s", s->env->cfg->hostname);
+	relay_send_line(s, line);
+	relay_expect(s, RELAY_EHLO);
+}
+
+/* A failure reply during session setup: close with its meaning. */
+static void
+relay_setup_failed(struct relay_session *s, enum relay_stage stage,
+    const char *what)
+{
+	enum relay_pause pause;
+	enum relay_outcome o = relay_classify(stage, &s->reply, &pause);
+	char rs[RELAY_REPLY_MAX], reason[RELAY_REPLY_MAX];
+
+	if (o == RELAY_OK)
+		o = RELAY_TEMPFAIL;
+	relay_reply_str(s, rs, sizeof(rs));
+	snprintf(reason, sizeof(reason), "%s: %.*s", what, 400, rs);
+	relay_close(s, o, pause, reason);
+}
+
+static void relay_start_auth(struct relay_session *);
+static void relay_start_tls(struct relay_session *);
+
+/* The 220 greeting: EHLO next. */
+static void
+relay_on_greeting(struct relay_session *s)
+{
+	if (s->reply.code != 220) {
+		relay_setup_failed(s, RELAY_STAGE_GREETING, "greeting");
+		return;
+	}
+	relay_send_ehlo(s);
+}
+
+/* The EHLO reply: STARTTLS first, AUTH once TLS is verified. */
+static void
+relay_on_ehlo(struct relay_session *s)
+{
+	const struct cfg_upstream *u = &s->env->cfg->upstream;
+
+	if (reply_class(&s->reply) != 2) {
+		relay_setup_failed(s, RELAY_STAGE_EHLO, "EHLO refused");
+		return;
+	}
+	relay_parse_ehlo(s);
+	s->flags |= RF_EHLO;
+	if (s->flags & RF_TLS) {
+		relay_start_auth(s);
+		return;
+	}
+	if (u->tls == CFG_TLS_NONE) {
+		relay_start_auth(s);
+		return;
+	}
+	if (!(s->ext & EXT_STARTTLS)) {
+		/* Never fall back to plain text (RFC 3207 §4). */
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "the upstream does not offer STARTTLS: refusing to send "
+		    "credentials or mail in clear text (wrong port? use "
+		    "tls = \"implicit\" for port 465)");
+		return;
+	}
+	relay_send_line(s, "STARTTLS");
+	relay_expect(s, RELAY_STARTTLS);
+}
+
+/* The reply to STARTTLS: 220 starts the handshake. */
+static void
+relay_on_starttls(struct relay_session *s)
+{
+	if (s->reply.code != 220) {
+		relay_setup_failed(s, RELAY_STAGE_STARTTLS, "STARTTLS refused");
+		return;
+	}
+	relay_start_tls(s);
+}
+
+/* Sends AUTH PLAIN with its initial response (RFC 4616). */
+static int
+relay_auth_plain(struct relay_session *s)
+{
+	const char *user = s->env->cfg->upstream.username;
+	size_t ul = strlen(user), n = 1 + ul + 1 + s->secret.len;
+	unsigned char *raw;
+	int r;
+
+	if ((raw = malloc(n)) == NULL)
+		return -ENOMEM;
+	raw[0] = '\0';
+	memcpy(raw + 1, user, ul);
+	raw[1 + ul] = '\0';
+	memcpy(raw + 2 + ul, s->secret.buf, s->secret.len);
+	r = relay_send_secret(s, "AUTH PLAIN ", raw, n, 0);
+	explicit_bzero(raw, n);
+	free(raw);
+	cfg_secret_clear(&s->secret);
+	return r;
+}
+
+/* Logs in: PLAIN when offered, else LOGIN, password read afresh. */
+static void
+relay_start_auth(struct relay_session *s)
+{
+	const struct cfg *cfg = s->env->cfg;
+	char *err = NULL, reason[RELAY_REPLY_MAX];
+	int r;
+
+	if (cfg->upstream.username == NULL) {
+		relay_ready(s);
+		return;
+	}
+	if (!(s->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN))) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "the upstream offers neither AUTH PLAIN nor AUTH LOGIN");
+		return;
+	}
+	/* Read for every session, so that fixing the file needs no restart. */
+	if ((r = cfg_read_password(cfg, &s->secret, &err)) < 0) {
+		snprintf(reason, sizeof(reason), "cannot read the password: "
+		    "%s", err != NULL ? err : strerror(-r));
+		free(err);
+		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS, reason);
+		return;
+	}
+	s->auth_step = 0;
+	if (s->ext & EXT_AUTH_PLAIN)
+		r = relay_auth_plain(s);
+	else {
+		relay_send_line(s, "AUTH LOGIN");
+		r = 0;
+	}
+	if (r < 0) {
+		cfg_secret_clear(&s->secret);
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
+		return;
+	}
+	relay_expect(s, RELAY_AUTH);
+}
+
+/* Answers a 334 of AUTH LOGIN: the user name, then the password. */
+static void
+relay_auth_login_step(struct relay_session *s)
+{
+	const char *user = s->env->cfg->upstream.username;
+	int r;
+
+	if (!(s->ext & EXT_AUTH_PLAIN) && s->auth_step == 0)
+		r = relay_send_secret(s, "", (const unsigned char *)user,
+		    strlen(user), 1);
+	else if (!(s->ext & EXT_AUTH_PLAIN) && s->auth_step == 1) {
+		r = relay_send_secret(s, "", (const unsigned char *)
+		    s->secret.buf, s->secret.len, 1);
+		cfg_secret_clear(&s->secret);
+	} else {
+		/* Unexpected challenge: cancel the exchange (RFC 4954 §4). */
+		relay_send_line(s, "*");
+		r = 0;
+	}
+	s->auth_step++;
+	if (r < 0)
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
+	else
+		relay_arm(s, s->env->cfg->upstream.timeout);
+}
+
+/* Replies during AUTH: 334 challenges, then 235 or a refusal. */
+static void
+relay_on_auth(struct relay_session *s)
+{
+	if (s->reply.code == 334 && s->auth_step < 3) {
+		relay_auth_login_step(s);
+		return;
+	}
+	cfg_secret_clear(&s->secret);
+	if (reply_class(&s->reply) == 2) {
+		s->flags |= RF_AUTHED;
+		log_msg(LOG_INFO, NULL, "relay session=%" PRIu64
+		    " authenticated user=%s relay=%s", s->id,
+		    s->env->cfg->upstream.username, s->peer);
+		relay_ready(s);
+		return;
+	}
+	relay_setup_failed(s, RELAY_STAGE_AUTH, "AUTH rejected");
+}
+
+/* One reply to the envelope: MAIL, one RCPT or DATA, in order. */
+static void relay_envelope_continue(struct relay_session *);
+
+static void
+relay_on_envelope(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	size_t k = t->nreplied++;
+	enum relay_pause pause;
+	enum relay_outcome o;
+	char rs[RELAY_REPLY_MAX];
+
+	relay_reply_str(s, rs, sizeof(rs));
+	if (k == 0) {
+		o = relay_classify(RELAY_STAGE_MAIL, &s->reply, &pause);
+		if (reply_class(&s->reply) != 2)
+			relay_txn_fail(t, o == RELAY_OK ? RELAY_TEMPFAIL : o,
+			    pause, rs);
+	} else if (k <= t->nrcpt) {
+		struct relay_rcpt_result *rr = &t->rcpt[k - 1];
+
+		if (t->failed) {
+			/* After a refused MAIL, the 503s are no verdict. */
+			;
+		} else if (reply_class(&s->reply) == 2) {
+			t->rstate[k - 1] = RCPT_ACCEPTED;
+			t->naccepted++;
+		} else {
+			o = relay_classify(RELAY_STAGE_RCPT, &s->reply, &pause);
+			t->rstate[k - 1] = RCPT_REFUSED;
+			rr->outcome = o == RELAY_OK ? RELAY_TEMPFAIL : o;
+			snprintf(rr->reply, sizeof(rr->reply), "%s", rs);
+			if (o == RELAY_PAUSE)
+				relay_txn_fail(t, o, pause, rs);
+		}
+	} else {
+		if (s->reply.code == 354 && !t->failed && t->naccepted > 0) {
+			relay_body_pump(s);
+			return;
+		}
+		if (s->reply.code == 354) {
+			/* A server that says 354 with nothing to send to. */
+			relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+			    "354 to DATA without an accepted recipient");
+			return;
+		}
+		o = relay_classify(RELAY_STAGE_DATA, &s->reply, &pause);
+		relay_txn_fail(t, o == RELAY_OK ? RELAY_TEMPFAIL : o, pause,
+		    rs);
+	}
+	if (s->reply.code == 421) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, rs);
+		return;
+	}
+	relay_envelope_continue(s);
+}
+
+/* After an envelope reply: send the next command, wait, or end. */
+static void
+relay_envelope_continue(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	size_t total = t->nrcpt + 2;
+
+	if (!(s->ext & EXT_PIPELINING) && !t->failed &&
+	    !(t->nreplied == t->nrcpt + 1 && t->naccepted == 0) &&
+	    t->nreplied < total) {
+		relay_envelope_push(s);
+		relay_arm(s, s->env->cfg->upstream.timeout);
+		return;
+	}
+	if ((s->ext & EXT_PIPELINING) && t->nreplied < t->nsent) {
+		relay_arm(s, s->env->cfg->upstream.timeout);
+		return;
+	}
+	if (!t->failed)
+		relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "no recipient accepted");
+	relay_txn_end(s, true);
+}
+
+/* ---- the body ---- */
+
+/* Opens the body after 354 and starts streaming it. */
+static int
+relay_body_open(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	int r;
+
+	if (t->fd < 0 &&
+	    (r = queue_body_open(s->env->queue, t->msg, &t->fd)) < 0)
+		return r;
+	t->left = t->msg->size;
+	t->bol = true;
+	t->last[0] = '\r';
+	t->last[1] = '\n';
+	bufferevent_setwatermark(s->bev, EV_WRITE, RELAY_BODY_LOW, 0);
+	relay_enter_state(s, RELAY_BODY);
+	return 0;
+}
+
+/* Ends the body: CRLF if the content lacks one, then "." CRLF. */
+static void
+relay_body_end(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	close(t->fd);
+	t->fd = -1;
+	if (t->last[0] != '\r' || t->last[1] != '\n')
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	log_dialogue("upstream", ">", ".", 0);
+	bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+	relay_expect(s, RELAY_DOT);
+}
+
+/*
+ * Streams the body from the spool, re-doing dot-stuffing (RFC 5321
+ * §4.5.2), never holding more than RELAY_BODY_HIGH bytes in the output;
+ * the write callback calls again as the output drains.
+ */
+static void
+relay_body_pump(struct relay_session *s)
+{
+	static char in[BODY_CHUNK], stuffed[2 * BODY_CHUNK];
+	struct relay_txn *t = s->txn;
+	struct evbuffer *out;
+	size_t want, n;
+	ssize_t got;
+	int r;
+
+	if (s->state != RELAY_BODY && (r = relay_body_open(s)) < 0) {
+		char reason[RELAY_REPLY_MAX];
+
+		snprintf(reason, sizeof(reason), "cannot read the spool: %s",
+		    strerror(-r));
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+	out = bufferevent_get_output(s->bev);
+	while (t->left > 0 && evbuffer_get_length(out) < RELAY_BODY_HIGH) {
+		want = t->left < sizeof(in) ? (size_t)t->left : sizeof(in);
+		got = read(t->fd, in, want);
+		if (got <= 0) {
+			relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+			    got < 0 ? "spool read error" : "spool file "
+			    "shorter than its size");
+			return;
+		}
+		n = body_stuff(in, (size_t)got, &t->bol, stuffed);
+		evbuffer_add(out, stuffed, n);
+		if (got >= 2)
+			memcpy(t->last, in + got - 2, 2);
+		else {
+			t->last[0] = t->last[1];
+			t->last[1] = in[0];
+		}
+		t->left -= (uint64_t)got;
+	}
+	relay_arm(s, s->env->cfg->upstream.timeout);
+	if (t->left == 0)
+		relay_body_end(s);
+}
+
+/* The reply to the final dot decides for every accepted recipient. */
+static void
+relay_on_dot(struct relay_session *s)
+{
+	struct relay_txn *t = s->txn;
+	enum relay_pause pause;
+	enum relay_outcome o;
+	char rs[RELAY_REPLY_MAX];
+
+	relay_reply_str(s, rs, sizeof(rs));
+	o = relay_classify(RELAY_STAGE_DOT, &s->reply, &pause);
+	if (o == RELAY_OK && reply_class(&s->reply) != 2)
+		o = RELAY_TEMPFAIL;
+	if (o == RELAY_TEMPFAIL)
+		log_msg(LOG_NOTICE, t->msg->id, "temporary failure after the "
+		    "final dot: the upstream may deliver the message anyway, "
+		    "and the retry may duplicate it (RFC 1047) reply=\"%s\"",
+		    rs);
+	t->res.outcome = o;
+	t->res.pause = pause;
+	snprintf(t->res.reply, sizeof(t->res.reply), "%s", rs);
+	t->failed = o != RELAY_OK;
+	if (s->reply.code == 421) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, rs);
+		return;
+	}
+	relay_txn_end(s, o != RELAY_OK);
+}
+
+/* ---- dispatch ---- */
+
+/* A complete reply arrived: what it means depends on the state. */
+static void
+relay_on_reply(struct relay_session *s)
+{
+	char rs[RELAY_REPLY_MAX];
+
+	switch (s->state) {
+	case RELAY_GREETING:
+		relay_on_greeting(s);
+		break;
+	case RELAY_EHLO:
+		relay_on_ehlo(s);
+		break;
+	case RELAY_STARTTLS:
+		relay_on_starttls(s);
+		break;
+	case RELAY_AUTH:
+		relay_on_auth(s);
+		break;
+	case RELAY_ENVELOPE:
+		relay_on_envelope(s);
+		break;
+	case RELAY_DOT:
+		relay_on_dot(s);
+		break;
+	case RELAY_RSET:
+		if (reply_class(&s->reply) == 2)
+			relay_ready(s);
+		else
+			relay_close(s, RELAY_OK, RELAY_PAUSE_NONE,
+			    relay_reply_str(s, rs, sizeof(rs)));
+		break;
+	case RELAY_QUIT:
+		relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, "quit");
+		break;
+	default:
+		/* Unsolicited: an idle timeout (451 4.4.2), a 421... */
+		relay_close(s, s->txn != NULL ? RELAY_TEMPFAIL : RELAY_OK,
+		    RELAY_PAUSE_NONE, relay_reply_str(s, rs, sizeof(rs)));
+		break;
+	}
+}
+
+/* Takes one reply line from in; false when none is complete yet. */
+static bool
+relay_read_line(struct relay_session *s, struct evbuffer *in)
+{
+	char line[REPLY_LINE_MAX + 2];
+	struct evbuffer_ptr eol;
+	size_t len, eol_len;
+	int r;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > REPLY_LINE_MAX)
+			relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+			    "reply line too long");
+		return false;
+	}
+	len = (size_t)eol.pos;
+	if (len > REPLY_LINE_MAX) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "reply line too long");
+		return false;
+	}
+	evbuffer_remove(in, line, len + eol_len);
+	line[len] = '\0';
+	log_dialogue("upstream", "<", line, 0);
+	r = reply_feed(&s->reply, line, len);
+	if (r == -EAGAIN)
+		return true;
+	if (r < 0) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "malformed reply from the upstream");
+		return false;
+	}
+	relay_on_reply(s);
+	return true;
+}
+
+/* Input: complete reply lines go to relay_read_line(). */
+static void
+relay_readcb(struct bufferevent *bev, void *arg)
+{
+	struct relay_session *s = arg;
+
+	/* A switch to TLS replaces s->bev: stop reading the old one. */
+	while (s->state != RELAY_DEAD && s->state != RELAY_HANDSHAKE &&
+	    bev == s->bev)
+		if (!relay_read_line(s, bufferevent_get_input(bev)))
+			break;
+}
+
+/* Output drained: stream more of the body. */
+static void
+relay_writecb(struct bufferevent *bev, void *arg)
+{
+	struct relay_session *s = arg;
+
+	if (s->state == RELAY_BODY && s->txn != NULL && s->txn->fd >= 0)
+		relay_body_pump(s);
+}
+
+/* ---- connection and TLS ---- */
+
+static void relay_eventcb(struct bufferevent *, short, void *);
+
+/* Wraps the connection in TLS: implicit at connect, or after 220. */
+static void
+relay_start_tls(struct relay_session *s)
+{
+	const char *host = s->env->cfg->upstream.host;
+	struct bufferevent *tb;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	SSL *ssl;
+
+	/* RFC 3207 §4.2: nothing sent before the handshake may count. */
+	evbuffer_drain(in, evbuffer_get_length(in));
+	s->flags &= ~(RF_EHLO | RF_TLS);
+	s->ext = 0;
+	if (tls_ssl_new(s->env->ssl_ctx, host, &ssl) < 0) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "cannot set up TLS");
+		return;
+	}
+	tb = bufferevent_openssl_filter_new(s->env->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tb == NULL) {
+		SSL_free(ssl);
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "cannot set up TLS");
+		return;
+	}
+	s->bev = tb;
+	s->ssl = ssl;
+	bufferevent_setcb(tb, relay_readcb, relay_writecb, relay_eventcb, s);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	relay_enter_state(s, RELAY_HANDSHAKE);
+	relay_arm(s, s->env->cfg->upstream.timeout);
+}
+
+/* The handshake is done: only a verified peer goes on. */
+static void
+relay_tls_done(struct relay_session *s)
+{
+	char desc[128];
+
+	if (!tls_verified(s->ssl)) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "TLS peer not verified");
+		return;
+	}
+	s->flags |= RF_TLS;
+	log_msg(LOG_INFO, NULL, "relay session=%" PRIu64 " tls=\"%s\" "
+	    "verified=%s relay=%s", s->id, tls_describe(s->ssl, desc,
+	    sizeof(desc)), s->env->cfg->upstream.host, s->peer);
+	if (s->env->cfg->upstream.tls == CFG_TLS_IMPLICIT &&
+	    !(s->flags & RF_EHLO)) {
+		relay_expect(s, RELAY_GREETING);
+		return;
+	}
+	relay_send_ehlo(s);
+}
+
+/* Connected over TCP to s->cur. */
+static void
+relay_connected(struct relay_session *s)
+{
+	log_msg(LOG_INFO, NULL, "relay session=%" PRIu64 " connected "
+	    "relay=%s", s->id, s->peer);
+	if (s->env->cfg->upstream.tls == CFG_TLS_IMPLICIT)
+		relay_start_tls(s);
+	else
+		relay_expect(s, RELAY_GREETING);
+}
+
+/* Connect, handshake done, EOF and errors. */
+static void
+relay_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct relay_session *s = arg;
+	char reason[RELAY_REPLY_MAX];
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (bev != s->bev || s->state == RELAY_DEAD)
+		return;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == RELAY_CONNECTING)
+			relay_connected(s);
+		else if (s->state == RELAY_HANDSHAKE)
+			relay_tls_done(s);
+		return;
+	}
+	if (s->state == RELAY_CONNECTING) {
+		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
+		    s->peer, err != 0 ? strerror(err) : "failed");
+		relay_connect_next(s);
+		return;
+	}
+	if (s->state == RELAY_HANDSHAKE) {
+		tls_error_string(s->ssl, bufferevent_get_openssl_error(bev),
+		    reason, sizeof(reason));
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+	if (s->state == RELAY_QUIT) {
+		relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, "quit");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "lost connection in state %s%s",
+	    relay_strstate(s->state), (what & BEV_EVENT_EOF) ? "" :
+	    " (error)");
+	relay_close(s, (s->flags & RF_WASREADY) && s->txn == NULL ?
+	    RELAY_OK : RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+}
+
+/* Formats "host[ip]:port" for an address. */
+static void
+relay_format_peer(struct relay_session *s, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	const void *a = NULL;
+
+	if (sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	if (a != NULL)
+		inet_ntop(sa->sa_family, a, ip, sizeof(ip));
+	snprintf(s->peer, sizeof(s->peer), "%s[%s]:%u",
+	    s->env->cfg->upstream.host, ip, s->env->cfg->upstream.port);
+}
+
+/* Tries the next address of the host; closes when none is left. */
+static void
+relay_connect_next(struct relay_session *s)
+{
+	char reason[RELAY_REPLY_MAX];
+
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	s->cur = s->cur == NULL ? s->ai : s->cur->ai_next;
+	for (; s->cur != NULL; s->cur = s->cur->ai_next) {
+		relay_format_peer(s, s->cur->ai_addr);
+		s->bev = bufferevent_socket_new(s->env->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (s->bev == NULL)
+			break;
+		bufferevent_setcb(s->bev, relay_readcb, relay_writecb,
+		    relay_eventcb, s);
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		relay_enter_state(s, RELAY_CONNECTING);
+		if (bufferevent_socket_connect(s->bev, s->cur->ai_addr,
+		    (int)s->cur->ai_addrlen) == 0) {
+			unsigned t = s->env->cfg->upstream.timeout;
+
+			relay_arm(s, t < RELAY_CONNECT_TIMEOUT ? t :
+			    RELAY_CONNECT_TIMEOUT);
+			return;
+		}
+		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
+		    s->peer, strerror(errno));
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	snprintf(reason, sizeof(reason), "cannot connect to %.200s: %.280s",
+	    s->env->cfg->upstream.host, s->lasterr[0] != '\0' ? s->lasterr :
+	    "no address");
+	relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+}
+
+/* The host's addresses: connect to the first. */
+static void
+relay_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct relay_dns_arg *da = arg;
+	struct relay_session *s = relay_lookup(da->env, da->id);
+	char reason[RELAY_REPLY_MAX];
+
+	free(da);
+	if (s != NULL)
+		s->dns = NULL;	/* answered: never cancel it now */
+	if (s == NULL || s->state != RELAY_RESOLVING) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	if (result != 0 || res == NULL) {
+		snprintf(reason, sizeof(reason), "cannot resolve %s: %s",
+		    s->env->cfg->upstream.host, evutil_gai_strerror(result));
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+	s->ai = res;
+	s->cur = NULL;
+	relay_connect_next(s);
+}
+
+/* Looks the host up (numeric hosts and /etc/hosts answer at once). */
+static void
+relay_resolve(struct relay_session *s)
+{
+	const struct cfg_upstream *u = &s->env->cfg->upstream;
+	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
+	struct relay_dns_arg *da;
+	char port[16];
+
+	if ((da = malloc(sizeof(*da))) == NULL) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
+		return;
+	}
+	da->env = s->env;
+	da->id = s->id;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(port, sizeof(port), "%u", u->port);
+	relay_expect(s, RELAY_RESOLVING);
+	req = evdns_getaddrinfo(s->env->dns, u->host, port, &hints,
+	    relay_dns_cb, da);
+	if (req != NULL)
+		s->dns = req;
+}
+
+/* The one timer: start, connect timeout, reply timeout, deferred end. */
+static void
+relay_timercb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_session *s = arg;
+	char reason[RELAY_REPLY_MAX];
+
+	if (s->flags & RF_ENDNOW) {
+		s->flags &= ~RF_ENDNOW;
+		relay_txn_end(s, false);
+		return;
+	}
+	switch (s->state) {
+	case RELAY_INIT:
+		relay_resolve(s);
+		return;
+	case RELAY_CONNECTING:
+		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: "
+		    "timed out", s->peer);
+		relay_connect_next(s);
+		return;
+	case RELAY_QUIT:
+		relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, "quit (no 221)");
+		return;
+	default:
+		snprintf(reason, sizeof(reason), "timeout in state %s",
+		    relay_strstate(s->state));
+		relay_close(s, (s->flags & RF_WASREADY) && s->txn == NULL ?
+		    RELAY_OK : RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+}
+
+/* ---- life cycle ---- */
+
+/* Frees a session; only from a fresh event or at exit. */
+static void
+relay_free(struct relay_session *s)
+{
+	TAILQ_REMOVE(s->env->sessions, s, entry);
+	if (s->dns != NULL)
+		evdns_getaddrinfo_cancel(s->dns);
+	relay_txn_free(s->txn);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->ai != NULL)
+		evutil_freeaddrinfo(s->ai);
+	cfg_secret_clear(&s->secret);
+	free(s);
+}
+
+/* The deferred free, finding the session by id. */
+static void
+relay_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_dns_arg *da = arg;
+	struct relay_session *s = relay_lookup(da->env, da->id);
+
+	free(da);
+	if (s != NULL)
+		relay_free(s);
+}
+
+/*
+ * Ends the session: a message in flight is reported first (deferred, and
+ * the RFC 1047 window logged when the dot was out), then closed(), then the
+ * memory goes from a fresh event.
+ */
+static void
+relay_close(struct relay_session *s, enum relay_outcome o,
+    enum relay_pause pause, const char *reason)
+{
+	struct relay_env *env = s->env;
+	struct relay_end end = { 0 };
+	struct relay_dns_arg *da;
+	struct relay_txn *t = s->txn;
+	enum relay_state was = s->state;
+
+	if (s->state == RELAY_DEAD)
+		return;
+	relay_enter_state(s, RELAY_DEAD);
+	evtimer_del(s->timer);
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	cfg_secret_clear(&s->secret);
+	if (t != NULL) {
+		if (was == RELAY_DOT) {
+			t->res.dot_sent = true;
+			log_msg(LOG_WARNING, t->msg->id, "connection lost "
+			    "after the final dot, before the reply: the message "
+			    "may have been delivered; the retry may duplicate it "
+			    "(RFC 1047) relay=%s reason=\"%s\"", s->peer,
+			    reason);
+		}
+		if (!t->failed || t->res.outcome == RELAY_OK)
+			relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+			    reason);
+		t->failed = true;
+		relay_txn_finish(s);
+	}
+	log_msg(o == RELAY_OK ? LOG_INFO : LOG_NOTICE, NULL, "relay session=%"
+	    PRIu64 " closed relay=%s messages=%u outcome=%s reason=\"%s\"",
+	    s->id, s->peer[0] != '\0' ? s->peer : env->cfg->upstream.host,
+	    s->nmsgs, relay_stroutcome(o), reason);
+	end.was_ready = (s->flags & RF_WASREADY) != 0;
+	end.outcome = o;
+	end.pause = pause;
+	snprintf(end.reason, sizeof(end.reason), "%s", reason);
+	env->ops->closed(env->arg, s->id, &end);
+	if ((da = malloc(sizeof(*da))) != NULL) {
+		da->env = env;
+		da->id = s->id;
+		if (event_base_once(env->base, -1, EV_TIMEOUT, relay_free_cb,
+		    da, NULL) == 0)
+			return;
+		free(da);
+	}
+	/* Leaks rather than frees on a stack that may use it. */
+	log_msg(LOG_ERR, NULL, "relay session=%" PRIu64 " cannot schedule "
+	    "its free", s->id);
+}
+
+struct relay_session *
+relay_new(struct relay_env *env, uint64_t id)
+{
+	struct relay_session *s;
+	struct timeval now = { 0, 0 };
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->id = id;
+	s->env = env;
+	reply_init(&s->reply);
+	if ((s->timer = evtimer_new(env->base, relay_timercb, s)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(env->sessions, s, entry);
+	/* Starts from a fresh event: no callback before we return. */
+	evtimer_add(s->timer, &now);
+	return s;
+}
+
+/* Finds a session by id, dead ones (free pending) included. */
+static struct relay_session *
+relay_lookup(struct relay_env *env, uint64_t id)
+{
+	struct relay_session *s;
+
+	TAILQ_FOREACH(s, env->sessions, entry)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+struct relay_session *
+relay_find(struct relay_env *env, uint64_t id)
+{
+	struct relay_session *s = relay_lookup(env, id);
+
+	return s != NULL && s->state != RELAY_DEAD ? s : NULL;
+}
+
+void
+relay_quit(struct relay_session *s, const char *reason)
+{
+	if (s->state == RELAY_DEAD || s->state == RELAY_QUIT)
+		return;
+	if (s->state != RELAY_READY) {
+		relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+	log_msg(LOG_DEBUG, NULL, "relay session=%" PRIu64 " quit reason=\"%s\"",
+	    s->id, reason);
+	relay_send_line(s, "QUIT");
+	relay_enter_state(s, RELAY_QUIT);
+	relay_arm(s, RELAY_QUIT_TIMEOUT);
+}
+
+void
+relay_stop(struct relay_session *s)
+{
+	if (s->state == RELAY_DOT || s->state == RELAY_DEAD)
+		return;	/* the reply decides: no duplicate for a stop */
+	if (s->state == RELAY_READY) {
+		relay_quit(s, "stopping");
+		return;
+	}
+	/* Before the final dot the upstream has committed to nothing. */
+	relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, "stopping");
+}
+
+int
+relay_env_init(struct relay_env *env)
+{
+	if ((env->sessions = malloc(sizeof(*env->sessions))) == NULL)
+		return -ENOMEM;
+	TAILQ_INIT(env->sessions);
+	return 0;
+}
+
+void
+relay_env_free(struct relay_env *env)
+{
+	struct relay_session *s;
+
+	if (env->sessions == NULL)
+		return;
+	while ((s = TAILQ_FIRST(env->sessions)) != NULL)
+		relay_free(s);
+	free(env->sessions);
+	env->sessions = NULL;
+}

@@ -1,0 +1,152 @@
+/*
+ * relay: the outbound SMTP client session to the smart host (SPEC §6).
+ *
+ * One struct relay_session per upstream connection, driven by libevent: it
+ * resolves upstream.host (evdns, /etc/hosts honoured), connects to each
+ * address in turn with a connect timeout, does STARTTLS (or implicit TLS)
+ * with a verified certificate, EHLO again, AUTH PLAIN (LOGIN as fallback)
+ * with the password read afresh for this session, and then carries
+ * messages one after the other: MAIL/RCPT/DATA (pipelined when offered),
+ * the body streamed from the spool with dot-stuffing, RSET after a failed
+ * transaction, QUIT at the end.
+ *
+ * The relay decides nothing about queues and records nothing: the
+ * scheduler hands it a message with relay_send() when the session reports
+ * that it is ready, and gets per-recipient outcomes back through
+ * relay_ops.done.  A session that ends, for whatever reason, reports it
+ * once through relay_ops.closed (after a done() for any message in flight)
+ * and frees itself from a fresh event.  Callbacks carry the session's
+ * 64-bit id, never a pointer the callee should keep.
+ */
+#ifndef SMARTRELAY_RELAY_H
+#define SMARTRELAY_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+struct cfg;
+struct event_base;
+struct evdns_base;
+struct queue;
+struct queue_msg;
+struct reply;
+struct relay_session;
+
+/* What a reply (or a local event) means for a message or the queue. */
+enum relay_outcome {
+	RELAY_OK,		/* delivered */
+	RELAY_TEMPFAIL,		/* defer, retry with backoff */
+	RELAY_PERMFAIL,		/* failed for good: bounce */
+	RELAY_PAUSE,		/* the account's problem: pause the queue */
+};
+
+/* Why the queue pauses (with RELAY_PAUSE). */
+enum relay_pause {
+	RELAY_PAUSE_NONE,
+	RELAY_PAUSE_CREDENTIALS,	/* 535, 534, 454 at AUTH */
+	RELAY_PAUSE_QUOTA,		/* 550 5.4.5 daily sending limit */
+};
+
+/* Where in the dialogue a reply came; classification depends on it. */
+enum relay_stage {
+	RELAY_STAGE_GREETING,
+	RELAY_STAGE_EHLO,
+	RELAY_STAGE_STARTTLS,
+	RELAY_STAGE_AUTH,
+	RELAY_STAGE_MAIL,
+	RELAY_STAGE_RCPT,
+	RELAY_STAGE_DATA,
+	RELAY_STAGE_DOT,
+};
+
+#define RELAY_REPLY_MAX		512	/* bytes of a reply kept in results */
+
+/* The final word on one recipient of a transaction. */
+struct relay_rcpt_result {
+	size_t index;			/* into msg->rcpt */
+	enum relay_outcome outcome;
+	char reply[RELAY_REPLY_MAX];	/* the reply (or reason) deciding it */
+};
+
+/* What became of one message handed over with relay_send(). */
+struct relay_result {
+	enum relay_outcome outcome;	/* of the message as a whole */
+	enum relay_pause pause;
+	char reply[RELAY_REPLY_MAX];	/* the deciding reply or reason */
+	char relay[300];		/* "host[ip]:port" */
+	bool dot_sent;			/* lost after the final dot: maybe
+					   delivered (RFC 1047) */
+	struct relay_rcpt_result *rcpt;	/* borrowed, valid during done() */
+	size_t nrcpt;
+};
+
+/* How a session ended. */
+struct relay_end {
+	bool was_ready;			/* it reached the authenticated state */
+	enum relay_outcome outcome;	/* TEMPFAIL or PAUSE when it failed
+					   before being ready, else OK */
+	enum relay_pause pause;
+	char reason[RELAY_REPLY_MAX];
+};
+
+struct relay_ops {
+	/* Authenticated and idle: relay_send() or relay_quit() it. */
+	void (*ready)(void *arg, uint64_t id);
+	/* The message's transaction is over; the session goes on. */
+	void (*done)(void *arg, uint64_t id, struct queue_msg *m,
+	    const struct relay_result *res);
+	/* The session has ended; it must not be used any more. */
+	void (*closed)(void *arg, uint64_t id, const struct relay_end *end);
+};
+
+/* What all sessions share; owned by the scheduler. */
+struct relay_env {
+	struct event_base *base;	/* borrowed */
+	struct evdns_base *dns;		/* borrowed */
+	const struct cfg *cfg;		/* borrowed; replaced on reload */
+	struct queue *queue;		/* borrowed */
+	SSL_CTX *ssl_ctx;		/* borrowed */
+	const struct relay_ops *ops;	/* borrowed */
+	void *arg;
+	struct relay_list *sessions;	/* owned: live sessions, by id */
+};
+
+/* Prepares env's session list; the caller fills the other fields. */
+int relay_env_init(struct relay_env *env);
+/* Frees every session still alive (without callbacks) and the list. */
+void relay_env_free(struct relay_env *env);
+
+/* Starts a session (resolve, connect...); NULL on out of memory. */
+struct relay_session *relay_new(struct relay_env *env, uint64_t id);
+/* Finds a live session by id. */
+struct relay_session *relay_find(struct relay_env *env, uint64_t id);
+/*
+ * Hands a ready session a message (borrowed until done(), which never
+ * comes before this returns).  A negative errno when the session cannot
+ * take it: -EBUSY (not ready), -ENOMEM, or the error opening the body
+ * (-ENOENT: the record is gone); the caller keeps the message.
+ */
+int relay_send(struct relay_session *s, struct queue_msg *m);
+/* Ends the session politely: QUIT when idle, else right away. */
+void relay_quit(struct relay_session *s, const char *reason);
+/*
+ * Shutdown: QUIT when idle; a transaction whose final dot is out waits for
+ * its reply (ending it then could duplicate the message); anything else
+ * ends now, the message in flight being deferred.
+ */
+void relay_stop(struct relay_session *s);
+
+/*
+ * Classifies a reply at a stage into the actions of SPEC §6's table.
+ * *pause tells which pause for RELAY_PAUSE.  Exposed for the tests.
+ */
+enum relay_outcome relay_classify(enum relay_stage stage,
+    const struct reply *r, enum relay_pause *pause);
+/* What the user must do about an AUTH rejection, in plain words. */
+const char *relay_auth_advice(const struct reply *r);
+const char *relay_stroutcome(enum relay_outcome o);
+
+#endif

@@ -1,0 +1,1057 @@
+/*
+ * scheduler: the scheduler (prefix sched_).  See scheduler.h.
+ *
+ * Where a message is: SM_DUE (in s->due, FIFO, waiting for a session),
+ * SM_WAITING (in the heap, until due_ms), SM_INFLIGHT (handed to the
+ * session conn->id).  Every change of the spool state happens here, right
+ * after the relay reported the reply that caused it, so a crash re-sends at
+ * most what was in flight (SPEC §5).
+ *
+ * Sessions are opened from sched_run(), which a zero-delay "kick" event
+ * runs: never inside a relay callback or an inbound session's stack.  A
+ * session reports back through relay_ops with its id; struct sched_conn is
+ * found by that id, and dropped when the session says it closed.
+ */
+#include "scheduler.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "cfg.h"
+#include "dsn.h"
+#include "log.h"
+#include "queue.h"
+#include "reply.h"
+#include "tls.h"
+
+#define SCHED_IDLE_HOLD_MS	5000	/* idle session, then QUIT */
+#define SCHED_DSN_RETRY_MS	60000	/* a notice could not be queued */
+
+enum sched_where {
+	SM_DUE,
+	SM_WAITING,
+	SM_INFLIGHT,
+};
+
+struct sched_msg {
+	struct queue_msg *m;		/* owned */
+	enum sched_where where;
+	uint64_t due_ms;		/* SM_WAITING: when it is due */
+	size_t heap_idx;		/* SM_WAITING: index in s->heap */
+	TAILQ_ENTRY(sched_msg) entry;	/* SM_DUE: in s->due */
+};
+
+struct sched_conn {
+	uint64_t id;			/* the relay session's id */
+	unsigned sent;			/* messages handed to it */
+	unsigned gen;			/* s->gen when it was opened */
+	struct sched_msg *cur;		/* borrowed: in flight, or NULL */
+	bool ready;			/* authenticated and idle */
+	bool quitting;
+	struct event *idle;		/* owned: QUIT after the idle hold */
+	struct sched *s;		/* borrowed */
+	TAILQ_ENTRY(sched_conn) entry;
+};
+
+struct sched {
+	struct event_base *base;	/* borrowed */
+	const struct cfg *cfg;		/* borrowed */
+	struct queue *queue;		/* borrowed */
+	struct evdns_base *dns;		/* owned */
+	SSL_CTX *ssl_ctx;		/* owned */
+	struct relay_ops ops;
+	struct relay_env env;
+	TAILQ_HEAD(, sched_msg) due;	/* owned entries */
+	size_t ndue;
+	struct sched_msg **heap;	/* owned array of owned entries */
+	size_t nheap, heapcap;
+	size_t ninflight;
+	TAILQ_HEAD(, sched_conn) conns;	/* owned */
+	unsigned nconns;
+	uint64_t next_id;
+	struct event *timer;		/* owned: the heap's top is due */
+	struct event *kick;		/* owned: run sched_run() soon */
+	enum sched_upstream state;
+	unsigned failures;		/* upstream failures in a row */
+	unsigned gen;			/* bumped at each upstream failure */
+	uint64_t retry_ms;		/* next probe when not ok */
+	char reply[RELAY_REPLY_MAX];	/* last upstream problem */
+	time_t last_delivery;
+	bool stopping;
+};
+
+static void sched_kick(struct sched *);
+static void sched_finish(struct sched *, struct sched_msg *);
+
+const char *
+sched_strupstream(enum sched_upstream st)
+{
+	switch (st) {
+	case SCHED_UP_OK:
+		return "ok";
+	case SCHED_UP_RETRYING:
+		return "retrying";
+	case SCHED_UP_PAUSED_CREDENTIALS:
+		return "paused-credentials";
+	case SCHED_UP_PAUSED_QUOTA:
+		return "paused-quota";
+	}
+	return "?";
+}
+
+/* Wall-clock milliseconds (the spool stores wall-clock times). */
+static uint64_t
+sched_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* "2026-11-27T10:01:00Z" for ms since the epoch. */
+static const char *
+sched_fmt_time(uint64_t ms, char *buf, size_t sz)
+{
+	time_t t = (time_t)((ms + 999) / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+uint64_t
+sched_backoff_ms(const struct cfg_retry *r, unsigned attempt, uint32_t rnd)
+{
+	uint64_t base = (uint64_t)r->initial * 1000;
+	uint64_t max = (uint64_t)r->max * 1000;
+	unsigned i;
+
+	for (i = 1; i < attempt && base < max; i++)
+		base *= 2;
+	if (base > max)
+		base = max;
+	/* +-10% jitter, so that retries of many messages spread out. */
+	base = base * (900 + (uint64_t)rnd * 200 / UINT32_MAX) / 1000;
+	return base > 0 ? base : 1;
+}
+
+/* A random number for the jitter. */
+static uint32_t
+sched_random(void)
+{
+	uint32_t r;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)random();
+	return r;
+}
+
+/* ---- the heap of waiting messages (a binary min-heap on due_ms) ---- */
+
+/* Swaps two heap slots, keeping their indexes. */
+static void
+sched_heap_swap(struct sched *s, size_t a, size_t b)
+{
+	struct sched_msg *t = s->heap[a];
+
+	s->heap[a] = s->heap[b];
+	s->heap[b] = t;
+	s->heap[a]->heap_idx = a;
+	s->heap[b]->heap_idx = b;
+}
+
+/* Moves slot i up to its place. */
+static void
+sched_heap_up(struct sched *s, size_t i)
+{
+	while (i > 0 && s->heap[(i - 1) / 2]->due_ms > s->heap[i]->due_ms) {
+		sched_heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+/* Moves slot i down to its place. */
+static void
+sched_heap_down(struct sched *s, size_t i)
+{
+	size_t l, m;
+
+	for (;;) {
+		l = 2 * i + 1;
+		m = i;
+		if (l < s->nheap && s->heap[l]->due_ms < s->heap[m]->due_ms)
+			m = l;
+		if (l + 1 < s->nheap &&
+		    s->heap[l + 1]->due_ms < s->heap[m]->due_ms)
+			m = l + 1;
+		if (m == i)
+			return;
+		sched_heap_swap(s, i, m);
+		i = m;
+	}
+}
+
+/* Adds e to the heap. */
+static int
+sched_heap_push(struct sched *s, struct sched_msg *e)
+{
+	struct sched_msg **h;
+	size_t cap;
+
+	if (s->nheap == s->heapcap) {
+		cap = s->heapcap ? s->heapcap * 2 : 64;
+		if ((h = reallocarray(s->heap, cap, sizeof(*h))) == NULL)
+			return -ENOMEM;
+		s->heap = h;
+		s->heapcap = cap;
+	}
+	e->heap_idx = s->nheap;
+	s->heap[s->nheap++] = e;
+	sched_heap_up(s, e->heap_idx);
+	return 0;
+}
+
+/* Takes e out of the heap, wherever it is. */
+static void
+sched_heap_remove(struct sched *s, struct sched_msg *e)
+{
+	size_t i = e->heap_idx;
+
+	s->nheap--;
+	if (i != s->nheap) {
+		s->heap[i] = s->heap[s->nheap];
+		s->heap[i]->heap_idx = i;
+		sched_heap_down(s, i);
+		sched_heap_up(s, i);
+	}
+}
+
+/* Arms the timer for the heap's top (or the next probe). */
+static void
+sched_arm(struct sched *s)
+{
+	uint64_t now = sched_now_ms(), when;
+	struct timeval tv;
+
+	if (s->stopping || (s->nheap == 0 && s->ndue == 0)) {
+		evtimer_del(s->timer);
+		return;
+	}
+	when = s->nheap > 0 ? s->heap[0]->due_ms : UINT64_MAX;
+	/* Due messages wait for the next probe of a failing upstream. */
+	if (s->ndue > 0 && s->state != SCHED_UP_OK && s->retry_ms < when)
+		when = s->retry_ms;
+	if (when == UINT64_MAX) {
+		evtimer_del(s->timer);
+		return;
+	}
+	when = when > now ? when - now : 0;
+	tv.tv_sec = (time_t)(when / 1000);
+	tv.tv_usec = (suseconds_t)(when % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+/* ---- where a message is ---- */
+
+/* Takes e out of the due list or the heap (not in flight). */
+static void
+sched_detach(struct sched *s, struct sched_msg *e)
+{
+	if (e->where == SM_DUE) {
+		TAILQ_REMOVE(&s->due, e, entry);
+		s->ndue--;
+	} else if (e->where == SM_WAITING)
+		sched_heap_remove(s, e);
+	else
+		s->ninflight--;
+}
+
+/* Appends e to the due list. */
+static void
+sched_make_due(struct sched *s, struct sched_msg *e)
+{
+	e->where = SM_DUE;
+	TAILQ_INSERT_TAIL(&s->due, e, entry);
+	s->ndue++;
+}
+
+/* Puts e in the heap until when; due at once if memory runs out. */
+static void
+sched_make_waiting(struct sched *s, struct sched_msg *e, uint64_t when)
+{
+	e->where = SM_WAITING;
+	e->due_ms = when;
+	if (sched_heap_push(s, e) < 0)
+		sched_make_due(s, e);
+}
+
+/* Frees an entry and its message; accepts NULL. */
+static void
+sched_msg_free(struct sched_msg *e)
+{
+	if (e == NULL)
+		return;
+	queue_msg_free(e->m);
+	free(e);
+}
+
+/* ---- outcomes ---- */
+
+/* Reply of recipient i in res, or NULL when it was not in it. */
+static const char *
+sched_rcpt_reply(const struct relay_result *res, size_t i)
+{
+	size_t k;
+
+	for (k = 0; res != NULL && k < res->nrcpt; k++)
+		if (res->rcpt[k].index == i)
+			return res->rcpt[k].reply;
+	return NULL;
+}
+
+/* Fails every pending recipient: the message is too old. */
+static void
+sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
+{
+	struct queue_msg *m = e->m;
+	char why[QUEUE_MAX_REPLY], q[RELAY_REPLY_MAX + 16];
+	size_t i;
+	int r;
+
+	snprintf(why, sizeof(why), "554 5.4.7 delivery time expired after "
+	    "%us; last error: %s", s->cfg->retry.give_up_after, reason);
+	for (i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		if ((r = queue_set_rcpt(s->queue, m, i, QUEUE_RCPT_FAILED,
+		    why)) < 0)
+			log_msg(LOG_ERR, m->id, "spool error=\"%s\"",
+			    strerror(-r));
+		m->rcpt[i].state = QUEUE_RCPT_FAILED;
+		log_msg(LOG_NOTICE, m->id, "expired to=<%s> attempts=%u "
+		    "reason=\"%s\"", m->rcpt[i].addr, m->attempts,
+		    log_quote(q, sizeof(q), reason));
+	}
+	sched_finish(s, e);
+}
+
+/*
+ * Defers e: one more attempt counted, the next one at `when` (0: after the
+ * backoff), recorded in the spool; or gives up when the message is older
+ * than retry.give_up_after (never during a pause: not its fault).
+ */
+static void
+sched_defer(struct sched *s, struct sched_msg *e, uint64_t when,
+    bool pause, const char *reason, const struct relay_result *res)
+{
+	const struct cfg_retry *rc = &s->cfg->retry;
+	struct queue_msg *m = e->m;
+	uint64_t now = sched_now_ms(), deadline;
+	unsigned attempts = m->attempts + 1;
+	char nb[32], q[RELAY_REPLY_MAX + 16];
+	const char *why;
+	size_t i;
+	int r;
+
+	deadline = ((uint64_t)m->arrival + rc->give_up_after) * 1000;
+	if (!pause && now >= deadline) {
+		sched_give_up(s, e, reason);
+		return;
+	}
+	if (when == 0)
+		when = now + sched_backoff_ms(rc, attempts, sched_random());
+	if (!pause && when > deadline)
+		when = deadline;
+	if ((r = queue_set_schedule(s->queue, m, attempts,
+	    (time_t)((when + 999) / 1000), reason)) < 0) {
+		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
+		m->attempts = attempts;
+	}
+	for (i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		why = sched_rcpt_reply(res, i);
+		log_msg(LOG_INFO, m->id, "deferred to=<%s> attempt=%u next=%s "
+		    "reason=\"%s\"", m->rcpt[i].addr, attempts,
+		    sched_fmt_time(when, nb, sizeof(nb)), log_quote(q,
+		    sizeof(q), why != NULL && why[0] != '\0' ? why : reason));
+	}
+	sched_make_waiting(s, e, when);
+}
+
+/* Records one recipient's final outcome from a transaction. */
+static void
+sched_record_rcpt(struct sched *s, struct queue_msg *m,
+    const struct relay_rcpt_result *rr, const struct relay_result *res)
+{
+	enum queue_rcpt_state st;
+	char q[RELAY_REPLY_MAX + 16];
+	int r;
+
+	if (rr->outcome == RELAY_OK)
+		st = QUEUE_RCPT_DELIVERED;
+	else if (rr->outcome == RELAY_PERMFAIL)
+		st = QUEUE_RCPT_FAILED;
+	else
+		return;
+	if ((r = queue_set_rcpt(s->queue, m, rr->index, st, rr->reply)) < 0) {
+		log_msg(LOG_ERR, m->id, "spool error=\"%s\" to=<%s>",
+		    strerror(-r), m->rcpt[rr->index].addr);
+		m->rcpt[rr->index].state = st;
+	}
+	if (st == QUEUE_RCPT_DELIVERED) {
+		s->last_delivery = time(NULL);
+		s->failures = 0;
+		log_msg(LOG_INFO, m->id, "delivered to=<%s> relay=%s "
+		    "delay=%llds reply=\"%s\"", m->rcpt[rr->index].addr,
+		    res->relay, (long long)(s->last_delivery - m->arrival),
+		    log_quote(q, sizeof(q), rr->reply));
+	} else
+		log_msg(LOG_NOTICE, m->id, "bounced to=<%s> relay=%s "
+		    "reply=\"%s\"", m->rcpt[rr->index].addr, res->relay,
+		    log_quote(q, sizeof(q), rr->reply));
+}
+
+/*
+ * The message is done: queue its notice if one is due, then remove it.
+ * If the notice cannot be queued, the message stays and tries again.
+ */
+static void
+sched_finish(struct sched *s, struct sched_msg *e)
+{
+	struct queue_msg *m = e->m, *dsn = NULL;
+	const char *to = dsn_recipient(s->cfg, m);
+	int r;
+
+	if (to != NULL && dsn_wanted(s->cfg, m)) {
+		if ((r = dsn_queue(s->queue, s->cfg, m, to, &dsn)) < 0) {
+			log_msg(LOG_ERR, m->id, "cannot queue the delivery "
+			    "status notification error=\"%s\"", strerror(-r));
+			sched_make_waiting(s, e, sched_now_ms() +
+			    SCHED_DSN_RETRY_MS);
+			return;
+		}
+		log_msg(LOG_INFO, m->id, "notification id=%s to=<%s>",
+		    dsn->id, to);
+		log_msg(LOG_INFO, dsn->id, "queued from=<> size=%" PRIu64
+		    " nrcpt=1 notification-for=%s", dsn->size, m->id);
+	}
+	if ((r = queue_remove(s->queue, m->id)) < 0)
+		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
+	else
+		log_msg(LOG_INFO, m->id, "removed");
+	sched_msg_free(e);
+	if (dsn != NULL)
+		sched_add(s, dsn);
+}
+
+/* ---- the upstream state ---- */
+
+/* Changes the upstream state, logging the change. */
+static void
+sched_set_state(struct sched *s, enum sched_upstream st)
+{
+	if (s->state == st)
+		return;
+	log_msg(st == SCHED_UP_OK ? LOG_INFO : LOG_WARNING, NULL,
+	    "upstream state=%s was=%s", sched_strupstream(st),
+	    sched_strupstream(s->state));
+	s->state = st;
+}
+
+/*
+ * A session authenticated: the upstream works.  After a quota pause that
+ * proves nothing yet, so the failure count (and the backoff) stays until
+ * a message is delivered.
+ */
+static void
+sched_upstream_ok(struct sched *s)
+{
+	if (s->state != SCHED_UP_PAUSED_QUOTA)
+		s->failures = 0;
+	s->reply[0] = '\0';
+	sched_set_state(s, SCHED_UP_OK);
+}
+
+/*
+ * The upstream failed (a session could not get ready, or an account
+ * problem): back off, defer every due message to the next probe, quit
+ * idle sessions.
+ */
+static void
+sched_upstream_fail(struct sched *s, enum sched_upstream st,
+    const char *reason)
+{
+	struct sched_msg *e;
+	struct sched_conn *c, *next;
+	struct relay_session *rs;
+	char nb[32], q[RELAY_REPLY_MAX + 16];
+	bool pause = st == SCHED_UP_PAUSED_CREDENTIALS ||
+	    st == SCHED_UP_PAUSED_QUOTA;
+
+	s->failures++;
+	s->gen++;
+	s->retry_ms = sched_now_ms() + sched_backoff_ms(&s->cfg->retry,
+	    s->failures, sched_random());
+	snprintf(s->reply, sizeof(s->reply), "%s", reason);
+	sched_set_state(s, st);
+	log_msg(pause ? LOG_ERR : LOG_WARNING, NULL, "upstream %s failures=%u "
+	    "next=%s reason=\"%s\"", pause ? "paused" : "unavailable",
+	    s->failures, sched_fmt_time(s->retry_ms, nb, sizeof(nb)),
+	    log_quote(q, sizeof(q), reason));
+	while ((e = TAILQ_FIRST(&s->due)) != NULL) {
+		sched_detach(s, e);
+		sched_defer(s, e, s->retry_ms, pause, reason, NULL);
+	}
+	/* Idle sessions quit now; the others when they are next ready. */
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (!c->ready || c->cur != NULL || c->quitting ||
+		    (rs = relay_find(&s->env, c->id)) == NULL)
+			continue;
+		c->quitting = true;
+		relay_quit(rs, "upstream not usable");
+	}
+	sched_arm(s);
+}
+
+/* The advice for an AUTH rejection, from the reason's reply text. */
+static void
+sched_log_advice(const char *reason)
+{
+	struct reply r;
+	const char *p = strstr(reason, ": ");
+
+	reply_init(&r);
+	if (p == NULL || reply_feed(&r, p + 2, strlen(p + 2)) != 0)
+		return;
+	log_msg(LOG_ERR, NULL, "upstream login refused: %s; fix: %s",
+	    reason, relay_auth_advice(&r));
+}
+
+/* ---- sessions ---- */
+
+/* Finds our side of a session by its id. */
+static struct sched_conn *
+sched_conn_find(struct sched *s, uint64_t id)
+{
+	struct sched_conn *c;
+
+	TAILQ_FOREACH(c, &s->conns, entry)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+/* Drops our side of a session that has ended. */
+static void
+sched_conn_free(struct sched *s, struct sched_conn *c)
+{
+	TAILQ_REMOVE(&s->conns, c, entry);
+	s->nconns--;
+	if (c->idle != NULL)
+		event_free(c->idle);
+	free(c);
+}
+
+/* The idle hold is over: QUIT. */
+static void
+sched_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_conn *c = arg;
+	struct relay_session *rs = relay_find(&c->s->env, c->id);
+
+	if (rs != NULL && c->cur == NULL) {
+		c->quitting = true;
+		relay_quit(rs, "idle");
+	}
+}
+
+/* Opens one more session. */
+static void
+sched_open(struct sched *s)
+{
+	struct sched_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->s = s;
+	c->id = s->next_id++;
+	c->gen = s->gen;
+	if ((c->idle = evtimer_new(s->base, sched_idle_cb, c)) == NULL ||
+	    relay_new(&s->env, c->id) == NULL) {
+		if (c->idle != NULL)
+			event_free(c->idle);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&s->conns, c, entry);
+	s->nconns++;
+}
+
+/* Gives a ready session its next message, or lets it go. */
+static void
+sched_feed(struct sched *s, struct sched_conn *c)
+{
+	struct relay_session *rs = relay_find(&s->env, c->id);
+	struct timeval hold = { SCHED_IDLE_HOLD_MS / 1000,
+	    (SCHED_IDLE_HOLD_MS % 1000) * 1000 };
+	struct sched_msg *e;
+	int r;
+
+	if (rs == NULL || !c->ready || c->cur != NULL || c->quitting)
+		return;
+	if (s->stopping || s->state != SCHED_UP_OK ||
+	    c->sent >= s->cfg->upstream.messages_per_connection) {
+		c->quitting = true;
+		relay_quit(rs, s->stopping ? "stopping" : s->state !=
+		    SCHED_UP_OK ? "upstream not usable" :
+		    "messages_per_connection reached");
+		return;
+	}
+	if ((e = TAILQ_FIRST(&s->due)) == NULL) {
+		evtimer_add(c->idle, &hold);
+		return;
+	}
+	evtimer_del(c->idle);
+	sched_detach(s, e);
+	e->where = SM_INFLIGHT;
+	s->ninflight++;
+	c->cur = e;
+	c->sent++;
+	c->ready = false;
+	if ((r = relay_send(rs, e->m)) == -ENOENT) {
+		/* Removed from the spool behind our back: forget it. */
+		log_msg(LOG_WARNING, e->m->id, "record gone from the spool, "
+		    "forgotten");
+		c->cur = NULL;
+		c->sent--;
+		c->ready = true;
+		s->ninflight--;
+		sched_msg_free(e);
+		sched_kick(s);
+	} else if (r < 0) {
+		c->cur = NULL;
+		s->ninflight--;
+		e->where = SM_DUE;
+		TAILQ_INSERT_HEAD(&s->due, e, entry);
+		s->ndue++;
+		c->quitting = true;
+		relay_quit(rs, "cannot take a message");
+	}
+}
+
+/* Opens sessions for the due messages the open ones cannot take. */
+static void
+sched_open_sessions(struct sched *s)
+{
+	const struct cfg_upstream *u = &s->cfg->upstream;
+	struct sched_conn *c;
+	uint64_t capacity = 0;
+
+	if (s->ndue == 0 || s->stopping)
+		return;
+	if (s->state != SCHED_UP_OK) {
+		/* One probe at a time, once the backoff is over. */
+		if (sched_now_ms() >= s->retry_ms && s->nconns == 0)
+			sched_open(s);
+		return;
+	}
+	TAILQ_FOREACH(c, &s->conns, entry)
+		if (!c->quitting && c->sent < u->messages_per_connection)
+			capacity += u->messages_per_connection - c->sent;
+	while (s->nconns < u->connections && s->ndue > capacity) {
+		sched_open(s);
+		capacity += u->messages_per_connection;
+	}
+}
+
+/* Moves what is due from the heap, feeds idle sessions, opens new ones. */
+static void
+sched_run(struct sched *s)
+{
+	uint64_t now = sched_now_ms();
+	struct sched_conn *c, *next;
+	struct sched_msg *e;
+
+	if (s->stopping)
+		return;
+	while (s->nheap > 0 && s->heap[0]->due_ms <= now) {
+		e = s->heap[0];
+		sched_detach(s, e);
+		if (queue_msg_done(e->m))
+			sched_finish(s, e);
+		else
+			sched_make_due(s, e);
+	}
+	sched_arm(s);
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		sched_feed(s, c);
+	}
+	sched_open_sessions(s);
+}
+
+/* The kick event. */
+static void
+sched_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_run(arg);
+}
+
+/* Runs sched_run() from a fresh event, soon. */
+static void
+sched_kick(struct sched *s)
+{
+	struct timeval now = { 0, 0 };
+
+	if (!evtimer_pending(s->kick, NULL))
+		evtimer_add(s->kick, &now);
+}
+
+/* Something waiting is due. */
+static void
+sched_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_run(arg);
+}
+
+/* ---- relay callbacks ---- */
+
+/* A session is ready: the upstream works; feed it. */
+static void
+sched_on_ready(void *arg, uint64_t id)
+{
+	struct sched *s = arg;
+	struct sched_conn *c = sched_conn_find(s, id);
+
+	if (c == NULL)
+		return;
+	c->ready = true;
+	if (s->state != SCHED_UP_OK && c->gen == s->gen) {
+		sched_upstream_ok(s);
+		sched_kick(s);	/* more sessions for the backlog */
+	}
+	sched_feed(s, c);
+}
+
+/* A transaction ended: record each recipient, then finish, pause or defer. */
+static void
+sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
+    const struct relay_result *res)
+{
+	struct sched *s = arg;
+	struct sched_conn *c = sched_conn_find(s, id);
+	struct sched_msg *e;
+	size_t i;
+
+	if (c == NULL || c->cur == NULL || c->cur->m != m)
+		return;
+	e = c->cur;
+	c->cur = NULL;
+	sched_detach(s, e);
+	for (i = 0; i < res->nrcpt; i++)
+		sched_record_rcpt(s, m, &res->rcpt[i], res);
+	if (queue_msg_done(m)) {
+		sched_finish(s, e);
+		return;
+	}
+	if (res->outcome == RELAY_PAUSE) {
+		/* Not the message's fault: nothing bounces, all wait. */
+		sched_make_due(s, e);
+		sched_upstream_fail(s, res->pause == RELAY_PAUSE_QUOTA ?
+		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
+		    res->reply);
+		return;
+	}
+	sched_defer(s, e, 0, false, res->reply, res);
+	sched_arm(s);
+}
+
+/* A session ended; before ready, that is an upstream failure. */
+static void
+sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
+{
+	struct sched *s = arg;
+	struct sched_conn *c = sched_conn_find(s, id);
+	bool counts;
+
+	if (c == NULL)
+		return;
+	counts = c->gen == s->gen && !s->stopping;
+	sched_conn_free(s, c);
+	if (counts && !end->was_ready && end->outcome == RELAY_PAUSE) {
+		if (end->pause == RELAY_PAUSE_CREDENTIALS)
+			sched_log_advice(end->reason);
+		sched_upstream_fail(s, end->pause == RELAY_PAUSE_QUOTA ?
+		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
+		    end->reason);
+	} else if (counts && !end->was_ready && end->outcome != RELAY_OK)
+		sched_upstream_fail(s, SCHED_UP_RETRYING, end->reason);
+	sched_kick(s);
+}
+
+/* ---- the interface ---- */
+
+/* The resolver: /etc/resolv.conf and /etc/hosts. */
+static struct evdns_base *
+sched_dns_new(struct event_base *base)
+{
+	struct evdns_base *dns = evdns_base_new(base, 0);
+
+	if (dns == NULL)
+		return NULL;
+	if (evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL,
+	    "/etc/resolv.conf") != 0)
+		evdns_base_load_hosts(dns, NULL);
+	return dns;
+}
+
+int
+sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
+    struct sched **sp, char **err)
+{
+	struct sched *s;
+	int r;
+
+	*sp = NULL;
+	*err = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	s->base = base;
+	s->cfg = cfg;
+	s->queue = q;
+	s->next_id = 1;
+	TAILQ_INIT(&s->due);
+	TAILQ_INIT(&s->conns);
+	s->ops.ready = sched_on_ready;
+	s->ops.done = sched_on_done;
+	s->ops.closed = sched_on_closed;
+	if ((r = tls_ctx_new(cfg->upstream.ca_file, &s->ssl_ctx, err)) < 0)
+		goto fail;
+	r = -ENOMEM;
+	if ((s->dns = sched_dns_new(base)) == NULL ||
+	    (s->timer = evtimer_new(base, sched_timer_cb, s)) == NULL ||
+	    (s->kick = evtimer_new(base, sched_kick_cb, s)) == NULL ||
+	    relay_env_init(&s->env) < 0)
+		goto fail;
+	s->env.base = base;
+	s->env.dns = s->dns;
+	s->env.cfg = cfg;
+	s->env.queue = q;
+	s->env.ssl_ctx = s->ssl_ctx;
+	s->env.ops = &s->ops;
+	s->env.arg = s;
+	*sp = s;
+	return 0;
+fail:
+	sched_free(s);
+	return r;
+}
+
+void
+sched_free(struct sched *s)
+{
+	struct sched_conn *c;
+	struct sched_msg *e;
+	size_t i;
+
+	if (s == NULL)
+		return;
+	relay_env_free(&s->env);
+	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
+		sched_msg_free(c->cur);
+		sched_conn_free(s, c);
+	}
+	while ((e = TAILQ_FIRST(&s->due)) != NULL) {
+		TAILQ_REMOVE(&s->due, e, entry);
+		sched_msg_free(e);
+	}
+	for (i = 0; i < s->nheap; i++)
+		sched_msg_free(s->heap[i]);
+	free(s->heap);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->kick != NULL)
+		event_free(s->kick);
+	if (s->dns != NULL)
+		evdns_base_free(s->dns, 0);
+	tls_ctx_free(s->ssl_ctx);
+	free(s);
+}
+
+void
+sched_add(struct sched *s, struct queue_msg *m)
+{
+	struct sched_msg *e;
+	uint64_t when = (uint64_t)m->next_attempt * 1000;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		log_msg(LOG_ERR, m->id, "out of memory: delivery waits for a "
+		    "restart");
+		queue_msg_free(m);
+		return;
+	}
+	e->m = m;
+	if (queue_msg_done(m)) {
+		/* Recovered after its last outcome, before its removal. */
+		sched_finish(s, e);
+		return;
+	}
+	if (s->state != SCHED_UP_OK && when < s->retry_ms)
+		when = s->retry_ms;
+	if (when > sched_now_ms())
+		sched_make_waiting(s, e, when);
+	else
+		sched_make_due(s, e);
+	sched_arm(s);
+	sched_kick(s);
+}
+
+int
+sched_flush(struct sched *s, const char *id)
+{
+	struct sched_msg *e;
+	size_t i = 0;
+	int n = 0;
+
+	while (i < s->nheap) {
+		e = s->heap[i];
+		if (id != NULL && strcmp(e->m->id, id) != 0) {
+			i++;
+			continue;
+		}
+		sched_detach(s, e);
+		sched_make_due(s, e);
+		n++;
+	}
+	if (id != NULL && n == 0) {
+		TAILQ_FOREACH(e, &s->due, entry)
+			if (strcmp(e->m->id, id) == 0)
+				n++;
+		if (n == 0)
+			return -ENOENT;
+	}
+	s->retry_ms = 0;
+	sched_arm(s);
+	sched_kick(s);
+	return n;
+}
+
+/* Finds a message by id wherever it is. */
+static struct sched_msg *
+sched_find(struct sched *s, const char *id)
+{
+	struct sched_conn *c;
+	struct sched_msg *e;
+	size_t i;
+
+	TAILQ_FOREACH(e, &s->due, entry)
+		if (strcmp(e->m->id, id) == 0)
+			return e;
+	for (i = 0; i < s->nheap; i++)
+		if (strcmp(s->heap[i]->m->id, id) == 0)
+			return s->heap[i];
+	TAILQ_FOREACH(c, &s->conns, entry)
+		if (c->cur != NULL && strcmp(c->cur->m->id, id) == 0)
+			return c->cur;
+	return NULL;
+}
+
+int
+sched_remove(struct sched *s, const char *id)
+{
+	struct sched_msg *e = sched_find(s, id);
+
+	if (e == NULL)
+		return -ENOENT;
+	if (e->where == SM_INFLIGHT)
+		return -EBUSY;
+	sched_detach(s, e);
+	sched_msg_free(e);
+	sched_arm(s);
+	return 0;
+}
+
+void
+sched_stop(struct sched *s)
+{
+	struct sched_conn *c, *next;
+	struct relay_session *rs;
+
+	s->stopping = true;
+	evtimer_del(s->timer);
+	evtimer_del(s->kick);
+	/* relay_stop() may close (and drop c) at once: iterate safely. */
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		/* Not marked quitting: one after its dot quits when ready. */
+		if ((rs = relay_find(&s->env, c->id)) != NULL)
+			relay_stop(rs);
+	}
+}
+
+unsigned
+sched_sessions(const struct sched *s)
+{
+	return s->nconns;
+}
+
+size_t
+sched_count(const struct sched *s)
+{
+	return s->ndue + s->nheap + s->ninflight;
+}
+
+int
+sched_set_cfg(struct sched *s, const struct cfg *cfg, char **err)
+{
+	SSL_CTX *ctx;
+	int r;
+
+	*err = NULL;
+	s->cfg = cfg;
+	s->env.cfg = cfg;
+	sched_kick(s);
+	if ((r = tls_ctx_new(cfg->upstream.ca_file, &ctx, err)) < 0)
+		return r;	/* the old TLS context stays */
+	/* Sessions hold their own SSL references; the old context is
+	 * freed when the last of them goes (OpenSSL refcounts it). */
+	tls_ctx_free(s->ssl_ctx);
+	s->ssl_ctx = ctx;
+	s->env.ssl_ctx = ctx;
+	return 0;
+}
+
+void
+sched_status(const struct sched *s, struct sched_status *st)
+{
+	struct sched_msg *e;
+	size_t i;
+
+	memset(st, 0, sizeof(*st));
+	st->state = s->state;
+	st->reply = s->reply;
+	st->retry_at = (time_t)(s->retry_ms / 1000);
+	st->messages = sched_count(s);
+	st->last_delivery = s->last_delivery;
+	st->sessions = s->nconns;
+	TAILQ_FOREACH(e, &s->due, entry)
+		if (st->oldest == 0 || e->m->arrival < st->oldest)
+			st->oldest = e->m->arrival;
+	for (i = 0; i < s->nheap; i++)
+		if (st->oldest == 0 || s->heap[i]->m->arrival < st->oldest)
+			st->oldest = s->heap[i]->m->arrival;
+}

@@ -1,0 +1,43 @@
+/*
+ * tls: the client side of TLS to the smart host (SPEC §6).
+ *
+ * One SSL_CTX for all upstream sessions: TLS 1.2 at least, peer
+ * verification on (a failed chain aborts the handshake), trust from
+ * upstream.ca_file or else the system store.  Each connection gets an SSL
+ * with SNI set to the configured host name and the name checked against
+ * the certificate (X509_VERIFY_PARAM_set1_host, or the IP address when the
+ * host is a literal).  No mail and no credentials ever go over a connection
+ * whose handshake did not verify.
+ *
+ * Error convention: 0 or a negative errno; a human message in *err
+ * (malloc'd) where it helps.  Nothing here logs.
+ */
+#ifndef SMARTRELAY_TLS_H
+#define SMARTRELAY_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+/* Makes the client context; ca_file NULL: the system trust store. */
+int tls_ctx_new(const char *ca_file, SSL_CTX **ctxp, char **err);
+void tls_ctx_free(SSL_CTX *ctx);
+
+/* Makes a connection object that sends SNI host and verifies that name. */
+int tls_ssl_new(SSL_CTX *ctx, const char *host, SSL **sslp);
+
+/*
+ * Explains why a handshake failed, e.g. "certificate verify failed:
+ * hostname mismatch" or "unable to get local issuer certificate", from the
+ * verify result and the OpenSSL error given by the bufferevent (0: none).
+ */
+const char *tls_error_string(SSL *ssl, unsigned long err, char *buf,
+    size_t bufsz);
+
+/* True when the handshake is done and the peer was verified. */
+int tls_verified(SSL *ssl);
+
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for the logs. */
+const char *tls_describe(SSL *ssl, char *buf, size_t bufsz);
+
+#endif

@@ -1,0 +1,559 @@
+"""The relay to the smart host (SPEC §6) against the fake Gmail.
+
+The real smartrelayd takes mail on loopback and relays it to
+tests/fakegmail: verified TLS (STARTTLS and implicit), AUTH, one session
+for many messages, every failure reply of GMAIL.md with the action of the
+spec's table, backoff timings, give-up and delivery status notifications,
+and what survives a restart. Retry values are seconds so that the whole
+file runs in a few minutes.
+"""
+import math
+import os
+import re
+import smtplib
+import time
+
+import pytest
+
+from harness import Daemon, free_port
+from fixtures import fakegmail_certs, fakegmail_factory  # noqa: F401
+
+SENDER = "alice@example.net"
+
+
+def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
+                  initial=1, rmax=4, give_up="1h", conns=2, mpc=100,
+                  timeout=10, ca=None, extra=""):
+    """The upstream/retry part of a config pointing at fake Gmail fg."""
+    pw = os.path.join(str(tmp), "app-password")
+    with open(pw, "w") as f:
+        # Google shows App Passwords in groups of four; cfg strips spaces.
+        f.write((password if password is not None else
+                 " ".join(fg.password[i:i + 4] for i in range(0, 16, 4)))
+                + "\n")
+    os.chmod(pw, 0o600)
+    if port is None:
+        port = fg.port_implicit if tls == "implicit" else fg.port_starttls
+    return ('upstream = { host = "localhost"; port = %d; tls = "%s"; '
+            'ca_file = "%s"; username = "%s"; password_file = "%s"; '
+            'connections = %d; messages_per_connection = %d; '
+            'timeout = %d; };\n'
+            'retry = { initial = %d; max = %d; give_up_after = "%s"; };\n%s'
+            % (port, tls, ca or fg.ca_file, fg.user, pw, conns, mpc, timeout,
+               initial, rmax, give_up, extra))
+
+
+@pytest.fixture
+def relay(tmp_path, fakegmail_factory):  # noqa: F811
+    """relay(fg=None, **upstream_conf args) -> (daemon, fake) started."""
+    made = []
+
+    def make(fg=None, fake=None, debug=True, **kw):
+        fg = fg or fakegmail_factory(**(fake or {}))
+        sub = tmp_path / ("d%d" % len(made))
+        sub.mkdir()
+        d = Daemon(sub, upstream=upstream_conf(sub, fg, **kw), debug=debug)
+        made.append(d)
+        d.start()
+        return d, fg
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def send(d, rcpts, body=None, sender=SENDER, subject="test"):
+    """Submits one message to the daemon; returns its body as sent."""
+    if body is None:
+        body = ("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nhello\r\n"
+                % (sender, rcpts[0], subject)).encode()
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.sendmail(sender, rcpts, body)
+    return body
+
+
+def wait_until(pred, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def wait_log(d, pattern, timeout=15, count=1):
+    """Waits until the regex matches count times in the daemon's log."""
+    rx = re.compile(pattern)
+    wait_until(lambda: len(rx.findall(d.log())) >= count, timeout,
+               "%r in log:\n%s" % (pattern, d.log()[-4000:]))
+    return rx.findall(d.log())
+
+
+def no_mail_or_auth(fg):
+    for s in fg.sessions:
+        assert s.auth == [], s
+        assert not any(c.upper().startswith("MAIL") for c in s.commands), s
+
+
+# ---- delivery ----------------------------------------------------------
+
+def test_starttls_delivery_exact_bytes(relay):
+    d, fg = relay()
+    content = (b"From: <alice@example.net>\r\nTo: <bob@example.org>\r\n"
+               b"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
+               b"Message-ID: <t1@example.net>\r\n"
+               b"Subject: caf\xc3\xa9\r\n\r\nline one\r\n.dot line\r\n"
+               b"..two dots\r\n.\r\nd\xc3\xa9j\xc3\xa0 vu\r\n")
+    send(d, ["bob@example.org"], content)
+    msg = fg.wait_for_messages(1)[0]
+    # Our Received: header first, then the client's bytes unchanged.
+    assert msg.data.startswith(b"Received: from ")
+    assert msg.data.endswith(content)
+    # Dot-stuffing redone on the wire, a lone "." too (RFC 5321 4.5.2).
+    assert (b"\r\n..dot line\r\n...two dots\r\n..\r\nd\xc3\xa9j\xc3\xa0 vu\r\n"
+            in msg.raw_data)
+    assert msg.mail_from == SENDER and msg.rcpts == ["bob@example.org"]
+    assert msg.mail_params.get("BODY") == "8BITMIME"
+    assert msg.mail_params.get("SIZE") == str(len(msg.data))
+    sess = fg.sessions[msg.session]
+    assert sess.sni == "localhost"
+    assert sess.tls_version in ("TLSv1.2", "TLSv1.3")
+    assert [a.success and a.tls_active for a in sess.auth] == [True]
+    assert sess.auth[0].mechanism == "PLAIN"
+    # Discarded after STARTTLS: EHLO twice, STARTTLS before AUTH.
+    cmds = [c.split()[0].upper() for c in sess.commands]
+    assert cmds[:4] == ["EHLO", "STARTTLS", "EHLO", "AUTH"]
+    log = wait_log(d, r"delivered to=<bob@example\.org> relay=localhost"
+                   r"\[127\.0\.0\.1\]:%d delay=\d+s reply=\"250 2\.0\.0 OK"
+                   % fg.port_starttls)
+    assert log
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert fg.password not in d.log()
+    assert "AUTH PLAIN ***" in d.log()
+
+
+def test_implicit_tls_delivery(relay):
+    d, fg = relay(tls="implicit")
+    send(d, ["bob@example.org"])
+    msg = fg.wait_for_messages(1)[0]
+    sess = fg.sessions[msg.session]
+    assert sess.port == "implicit" and sess.sni == "localhost"
+    assert "STARTTLS" not in [c.upper() for c in sess.commands]
+    assert [a.tls_active for a in sess.auth] == [True]
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_pipelining_and_envelope_rewrite(relay):
+    d, fg = relay(extra='rewrite = { envelope_from = "test.user@gmail.com"; };')
+    send(d, ["a@example.org", "b@example.org", "c@example.org"])
+    msg = fg.wait_for_messages(1)[0]
+    assert msg.mail_from == "test.user@gmail.com"
+    assert msg.rcpts == ["a@example.org", "b@example.org", "c@example.org"]
+    sess = fg.sessions[msg.session]
+    assert sess.pipelined >= 4   # MAIL, 3 RCPT and DATA in one write
+    for p in ("NOTIFY", "RET", "ENVID", "ORCPT"):
+        assert not any(p in c for c in sess.commands)
+
+
+def test_new_mail_goes_out_at_once_over_the_open_session(relay):
+    d, fg = relay()
+    for i in range(3):
+        t0 = time.monotonic()
+        send(d, ["r%d@example.org" % i])
+        fg.wait_for_messages(i + 1)
+        assert time.monotonic() - t0 < 1.0     # no polling delay
+    assert fg.session_count == 1 and fg.auth_count == 1
+    # Idle: QUIT after the short hold, not kept open forever.
+    s = fg.wait_for_sessions(1, ended=True, timeout=10)[0]
+    assert s.close_reason == "quit"
+
+
+# ---- TLS refusals -------------------------------------------------------
+
+@pytest.mark.parametrize("fake,reason", [
+    ({"cert": "wrongname"}, "certificate verify failed"),
+    ({"cert": "untrusted"}, "certificate verify failed"),
+    ({"offer_starttls": False}, "does not offer STARTTLS"),
+])
+def test_unverified_tls_keeps_mail_queued(relay, fake, reason):
+    d, fg = relay(fake=fake)
+    send(d, ["bob@example.org"])
+    wait_log(d, r"upstream unavailable failures=1 .*%s" % reason)
+    fg.wait_for_sessions(1, ended=True)
+    no_mail_or_auth(fg)
+    assert fg.messages == []
+    assert len(d.messages()) == 1
+    assert "deferred to=<bob@example.org> attempt=1" in d.log()
+
+
+def test_implicit_tls_wrong_name(relay):
+    d, fg = relay(tls="implicit", fake={"cert": "wrongname"})
+    send(d, ["bob@example.org"])
+    wait_log(d, r"upstream unavailable .*certificate verify failed")
+    no_mail_or_auth(fg)
+    assert len(d.messages()) == 1
+
+
+# ---- one session for many messages ---------------------------------------
+
+def test_backlog_of_200_uses_few_sessions(
+        relay, fakegmail_factory):  # noqa: F811
+    port = free_port()
+    # The upstream is down while the backlog builds up.
+    d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=2,
+                 conns=2, mpc=50, debug=False)
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        for i in range(200):
+            s.sendmail(SENDER, ["r%d@example.org" % i],
+                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+    assert len(d.messages()) == 200
+    fg = fakegmail_factory(port_starttls=port)
+    t0 = time.monotonic()
+    fg.wait_for_messages(200, timeout=60)
+    took = time.monotonic() - t0
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    sessions = [s for s in fg.sessions if s.transactions]
+    print("200 messages: %d sessions, %d AUTHs, %.1fs after the upstream "
+          "came up" % (fg.session_count, fg.auth_count, took))
+    assert fg.session_count <= math.ceil(200 / 50)
+    assert fg.auth_count <= math.ceil(200 / 50)
+    # Never more than upstream.connections at once.
+    edges = sorted([(s.started, 1) for s in fg.sessions] +
+                   [(s.ended or 1e18, -1) for s in fg.sessions])
+    open_now = peak = 0
+    for _, step in edges:
+        open_now += step
+        peak = max(peak, open_now)
+    assert peak <= 2
+    assert all(len([a for a in s.auth]) == 1 for s in sessions)
+    assert sorted(m.rcpts[0] for m in fg.messages) == \
+        sorted("r%d@example.org" % i for i in range(200))
+
+
+# ---- the failure table ----------------------------------------------------
+
+@pytest.mark.parametrize("fail,advice", [
+    ("auth_535", "App Password"),
+    ("auth_534_5.7.9", "2-Step Verification"),
+    ("auth_534_5.7.14", "web browser"),
+    ("auth_454", "too many login attempts"),
+])
+def test_auth_rejections_pause_without_bounce(relay, fail, advice):
+    d, fg = relay(fake={"fail": {fail: {"count": 2}}}, initial=1, rmax=2)
+    send(d, ["bob@example.org"])
+    wait_log(d, r"upstream state=paused-credentials")
+    wait_log(d, r"upstream login refused: .*fix: .*%s" % advice)
+    assert "bounced" not in d.log()
+    # Retried with backoff; delivered once Google accepts the login.
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert msg.mail_from == SENDER     # not a notification
+    assert fg.auth_count == 3           # one AUTH per session
+    for s in fg.sessions:
+        assert len(s.auth) <= 1
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert len(fg.messages) == 1
+
+
+def test_daily_limit_pauses_queue(relay):
+    d, fg = relay(fake={"fail": {"mail_550_5.4.5": {"count": 1}}},
+                  initial=1, rmax=2)
+    send(d, ["bob@example.org"])
+    wait_log(d, r"upstream state=paused-quota")
+    assert "bounced" not in d.log()
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert msg.mail_from == SENDER
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert len(fg.messages) == 1
+
+
+def dsn_of(fg, n):
+    """The notifications among the fake's messages, waiting for n."""
+    fg.wait_for(lambda f: len([m for m in f.messages if m.mail_from == ""])
+                >= n, timeout=20)
+    return [m for m in fg.messages if m.mail_from == ""]
+
+
+def test_rcpt_5xx_fails_one_recipient_with_dsn(relay):
+    d, fg = relay(fake={"fail": {"rcpt_550_5.1.1":
+                                 {"addrs": ["nobody@example.org"]}}})
+    send(d, ["bob@example.org", "nobody@example.org"])
+    dsns = dsn_of(fg, 1)
+    good = [m for m in fg.messages if m.mail_from == SENDER]
+    assert [m.rcpts for m in good] == [["bob@example.org"]]
+    assert len(dsns) == 1 and dsns[0].rcpts == [SENDER]
+    text = dsns[0].data.decode()
+    assert "multipart/report; report-type=delivery-status" in text
+    assert "Final-Recipient: rfc822; nobody@example.org" in text
+    assert "Status: 5.1.1" in text
+    assert "Action: failed" in text
+    assert "bob@example.org\r\nAction" not in text
+    assert "Subject: test" in text      # the original headers
+    wait_log(d, r"bounced to=<nobody@example\.org>")
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_552_after_dot_fails_message_with_dsn(relay):
+    d, fg = relay(fake={"fail": {"dot_552_size": {"count": 1}}})
+    send(d, ["bob@example.org", "carol@example.org"])
+    dsns = dsn_of(fg, 1)
+    text = dsns[0].data.decode()
+    assert "Status: 5.3.4" in text
+    assert text.count("Final-Recipient:") == 2
+    assert [m for m in fg.messages if m.mail_from == SENDER] == []
+    assert len(fg.unacked_messages) == 1   # tried once, not retried
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+@pytest.mark.parametrize("fail", ["dot_421_4.3.0", "dot_451_4.3.0",
+                                  "ehlo_421"])
+def test_temporary_failures_retry_and_deliver(relay, fail):
+    d, fg = relay(fake={"fail": {fail: {"count": 1}}}, initial=1, rmax=2)
+    send(d, ["bob@example.org"])
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert msg.mail_from == SENDER
+    if fail.startswith("dot"):
+        assert "deferred to=<bob@example.org> attempt=1" in d.log()
+        assert "RFC 1047" in d.log()
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert "bounced" not in d.log()
+
+
+def test_backoff_follows_config(relay):
+    # Every session gets 421 at EHLO: the upstream is retried after
+    # initial, 2*initial, 4*initial..., capped at max, +-10% jitter.
+    d, fg = relay(fake={"fail": ["ehlo_421"]}, initial=1, rmax=4,
+                  debug=False)
+    send(d, ["bob@example.org"])
+    fg.wait_for(lambda f: len(f.connection_times) >= 5, timeout=25)
+    t = fg.connection_times
+    gaps = [b - a for a, b in zip(t, t[1:])][:4]
+    print("backoff gaps: " + " ".join("%.2f" % g for g in gaps))
+    for gap, want in zip(gaps, [1, 2, 4, 4]):
+        assert want * 0.88 <= gap <= want * 1.12 + 0.25, (gaps, want)
+    wait_log(d, r"deferred to=<bob@example\.org> attempt=4")
+    assert "bounced" not in d.log()
+
+
+def test_give_up_sends_one_dsn_and_none_for_null_sender(
+        relay, fakegmail_factory):  # noqa: F811
+    port = free_port()
+    d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=1,
+                 give_up="3s")
+    send(d, ["bob@example.org"])
+    send(d, ["carol@example.org"], sender="")
+    wait_log(d, r"expired to=<bob@example\.org>")
+    wait_log(d, r"expired to=<carol@example\.org>")
+    wait_log(d, r"notification id=\w+ to=<alice@example\.net>")
+    fg = fakegmail_factory(port_starttls=port)
+    dsns = dsn_of(fg, 1)
+    time.sleep(2)
+    assert len(fg.messages) == 1 and len(dsn_of(fg, 1)) == 1
+    assert dsns[0].rcpts == [SENDER]
+    text = dsns[0].data.decode()
+    assert "Final-Recipient: rfc822; bob@example.org" in text
+    assert "Status: 5.4.7" in text
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert d.log().count("notification id=") == 1
+
+
+def test_fixing_the_password_file_drains_the_queue(relay):
+    d, fg = relay(password="wrongwrongwrongw", initial=1, rmax=2)
+    for i in range(3):
+        send(d, ["r%d@example.org" % i])
+    wait_log(d, r"upstream state=paused-credentials")
+    assert fg.messages == [] and len(d.messages()) == 3
+    pw = os.path.join(d.dir, "app-password")
+    with open(pw, "w") as f:
+        f.write(fg.password + "\n")
+    fg.wait_for_messages(3, timeout=20)
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert d.proc.poll() is None       # no restart
+    assert "bounced" not in d.log()
+    assert fg.auth_count == len(fg.sessions)
+
+
+def test_connection_dropped_mid_data_loses_nothing(relay):
+    d, fg = relay(fake={"fail": {"drop_mid_data": {"count": 1,
+                                                   "after_bytes": 50}}},
+                  initial=1, rmax=2)
+    big = b"".join(b"%06d %s\r\n" % (i, b"x" * 90) for i in range(20000))
+    send(d, ["bob@example.org"], b"Subject: big\r\n\r\n" + big)
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert msg.data.endswith(b"\r\n\r\n" + big)
+    assert re.search(r"deferred to=<bob@example\.org> attempt=1 .*"
+                     r"lost connection in state (body|dot)", d.log())
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_connection_dropped_after_dot_is_logged(relay):
+    d, fg = relay(fake={"fail": {"drop_after_dot": {"count": 1}}},
+                  initial=1, rmax=2)
+    send(d, ["bob@example.org"])
+    fg.wait_for_messages(1, timeout=20)
+    assert "connection lost after the final dot" in d.log()
+    assert len(fg.unacked_messages) == 1    # the accepted duplicate
+
+
+def test_restart_does_not_resend_to_delivered(relay):
+    # The second RCPT of the first transaction gets 452 4.5.3: deferred.
+    d, fg = relay(fake={"fail": {"rcpt_452_too_many": {"count": 1,
+                                                       "limit": 1}}},
+                  initial=4, rmax=8)
+    send(d, ["a@example.org", "b@example.org"])
+    fg.wait_for_messages(1)
+    wait_log(d, r"deferred to=<b@example\.org> attempt=1")
+    d.stop()
+    d.start()
+    msgs = fg.wait_for_messages(2, timeout=20)
+    assert [m.rcpts for m in msgs] == [["a@example.org"], ["b@example.org"]]
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_sigterm_with_idle_session_quits(relay):
+    d, fg = relay()
+    send(d, ["bob@example.org"])
+    fg.wait_for_messages(1)
+    assert d.stop() == 0
+    s = fg.wait_for_sessions(1, ended=True)[0]
+    assert s.close_reason == "quit"
+
+
+# ---- a minimal upstream: AUTH LOGIN only, no PIPELINING, plain text -----
+
+class LoginOnlyServer:
+    """A tiny SMTP server on loopback offering only AUTH LOGIN and no
+    PIPELINING (the fake Gmail always offers PLAIN and PIPELINING). It runs
+    in plain text, reached with tls = "none" + insecure_plaintext, which
+    the config allows on loopback only."""
+
+    def __init__(self, reject=()):
+        import socket
+        import threading
+        self.reject = set(reject)
+        self.lines, self.data = [], []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            while True:
+                conn, _ = self.sock.accept()
+                with conn:
+                    self.session(conn.makefile("rwb"))
+        except OSError:
+            pass
+
+    def session(self, f):
+        def reply(text):
+            f.write(text.encode() + b"\r\n")
+            f.flush()
+
+        def line():
+            raw = f.readline()
+            text = raw.decode().rstrip("\r\n")
+            self.lines.append(text)
+            return text
+
+        reply("220 login.test ESMTP")
+        while True:
+            cmd = line()
+            verb = cmd.split(" ")[0].upper()
+            if verb == "EHLO":
+                reply("250-login.test\r\n250-8BITMIME\r\n250 AUTH LOGIN")
+            elif verb == "AUTH":
+                reply("334 VXNlcm5hbWU6")
+                line()
+                reply("334 UGFzc3dvcmQ6")
+                line()
+                reply("235 2.7.0 Accepted")
+            elif verb == "MAIL":
+                reply("250 2.1.0 OK")
+            elif verb == "RCPT":
+                addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                reply("550 5.1.1 no such user" if addr in self.reject
+                      else "250 2.1.5 OK")
+            elif verb == "DATA":
+                reply("354 go ahead")
+                buf = b""
+                while not buf.endswith(b"\r\n.\r\n"):
+                    buf += f.readline()
+                self.data.append(buf)
+                reply("250 2.0.0 OK queued")
+            elif verb == "QUIT" or not cmd:
+                reply("221 2.0.0 bye")
+                return
+            else:
+                reply("250 2.0.0 OK")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_auth_login_without_pipelining(tmp_path):
+    import base64
+    srv = LoginOnlyServer(reject={"nobody@example.org"})
+    pw = tmp_path / "pw"
+    pw.write_text("secret pass word\n")
+    os.chmod(pw, 0o600)
+    d = Daemon(tmp_path, debug=True, upstream=(
+        'upstream = { host = "127.0.0.1"; port = %d; tls = "none"; '
+        'insecure_plaintext = true; username = "u@example.org"; '
+        'password_file = "%s"; };' % (srv.port, pw)))
+    d.start()
+    try:
+        send(d, ["bob@example.org", "nobody@example.org"])
+        wait_until(lambda: srv.data and d.messages() == [],
+                   what="delivery")
+        cmds = srv.lines
+        assert cmds[1] == "AUTH LOGIN"
+        assert base64.b64decode(cmds[2]) == b"u@example.org"
+        assert base64.b64decode(cmds[3]) == b"secretpassword"
+        # One command at a time, then the notice in the same session.
+        assert [c.split(" ")[0] for c in cmds[4:8]] == \
+            ["MAIL", "RCPT", "RCPT", "DATA"]
+        wait_until(lambda: len(srv.data) == 2, what="the notification")
+        assert srv.lines[8] == "MAIL FROM:<>"
+        assert srv.lines[9] == "RCPT TO:<%s>" % SENDER
+        # No SIZE offered: none sent.
+        assert cmds[4] == "MAIL FROM:<%s>" % SENDER
+        log = d.log()
+        assert "secretpassword" not in log and cmds[3] not in log
+        assert "upstream > ***" in log
+        wait_log(d, r"bounced to=<nobody@example\.org>")
+    finally:
+        d.stop()
+        srv.close()
+
+
+def test_smtputf8_message_needs_smtputf8_upstream(relay):
+    d, fg = relay(fake={"no_ext": {"SMTPUTF8"}})
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.sendmail(SENDER, ["j\u00f6rg@example.org"],
+                   "Subject: x\r\n\r\nhi\r\n".encode(),
+                   mail_options=["SMTPUTF8"])
+    dsns = dsn_of(fg, 1)
+    assert dsns[0].rcpts == [SENDER]
+    assert "Status: 5.6.7" in dsns[0].data.decode("utf-8", "replace")
+    assert [m for m in fg.messages if m.mail_from == SENDER] == []
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_sigterm_mid_transaction_loses_nothing(relay):
+    # The upstream stops answering after DATA: SIGTERM ends the
+    # transaction (no dot was sent, so no duplicate is possible), the
+    # message stays queued and goes out after a restart.
+    d, fg = relay(fake={"fail": {"hang": {"count": 1, "at": "data"}}})
+    send(d, ["bob@example.org"])
+    fg.wait_for(lambda f: f.fail_hits.get("hang") == 1)
+    t0 = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - t0 < 5
+    assert len(d.messages()) == 1
+    assert "deferred to=<bob@example.org> attempt=1" in d.log()
+    d.start()
+    fg.wait_for_messages(1, timeout=20)
+    wait_until(lambda: d.messages() == [], what="spool empty")

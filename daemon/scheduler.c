@@ -374,8 +374,15 @@ sched_defer(struct sched *s, struct sched_msg *e, uint64_t when,
 		when = now + sched_backoff_ms(rc, attempts, sched_random());
 	if (!pause && when > deadline)
 		when = deadline;
-	if ((r = queue_set_schedule(s->queue, m, attempts,
-	    (time_t)((when + 999) / 1000), reason)) < 0) {
+	r = queue_set_schedule(s->queue, m, attempts,
+	    (time_t)((when + 999) / 1000), reason);
+	if (r == -ENOENT) {
+		/* Removed from the spool behind our back: forget it. */
+		log_msg(LOG_WARNING, m->id, "record gone from the spool, "
+		    "forgotten");
+		sched_msg_free(e);
+		return;
+	} else if (r < 0) {
 		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
 		m->attempts = attempts;
 	}

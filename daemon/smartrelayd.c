@@ -174,11 +174,9 @@ daemon_ctl_flush(void *arg, const char *id)
 }
 
 /*
- * DELETE: the record and its journal go; a message still in the maildrop
- * too.  TODO(lead): the scheduler must forget the message first, refusing
- * while it is in flight: r = sched_remove(d->sched, id) (-EBUSY) once the
- * scheduler has it.  Until then it keeps the message in memory and finds
- * the record gone at its next attempt.
+ * DELETE: the scheduler forgets the message (refused with -EBUSY while an
+ * upstream transaction is using it), then the record and its journal go;
+ * a message still in the maildrop too.
  */
 static int
 daemon_ctl_delete(void *arg, const char *id, uid_t by)
@@ -186,6 +184,9 @@ daemon_ctl_delete(void *arg, const char *id, uid_t by)
 	struct daemon *d = arg;
 	int r;
 
+	if ((r = sched_remove(d->sched, id)) == -EBUSY)
+		return r;
+	d->nqueued = sched_count(d->sched);
 	r = queue_remove(d->queue, id);
 	if (r == -ENOENT)
 		r = pickup_remove(d->pickup, id);

@@ -4,7 +4,8 @@
  * smartrelay.c holds main(): the name it was called by, the privilege
  * model and the configuration; cli_queue.c the queue commands (queue,
  * flush, delete, status); cli_sendmail.c the sendmail interface;
- * cli_msg.c the message-header helpers of sendmail -t.
+ * cli_msg.c the message-header helpers of sendmail -t; cli_test.c the
+ * upstream doctor (smartrelay test).
  *
  * Privileges.  The tool may be installed setgid to the submitters' group
  * (the group of SPOOL/maildrop).  main() moves that group out of the
@@ -51,6 +52,8 @@ int cli_flush(struct cli *c, int argc, char **argv);
 int cli_delete(struct cli *c, int argc, char **argv);
 int cli_status(struct cli *c, int argc, char **argv);
 int cli_sendmail(struct cli *c, int argc, char **argv);
+/* The upstream doctor, cli_test.c: 0, 1 (a step failed) or sysexits. */
+int cli_test(struct cli *c, int argc, char **argv);
 
 /* Listing, as mailq and sendmail -bp do it (json: the --json schema). */
 int cli_list(struct cli *c, bool json);

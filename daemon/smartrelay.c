@@ -6,7 +6,7 @@
  * This file is the entry point: it works out the name it was called by,
  * sets up the privilege model of cli.h (the tool may be setgid to the
  * maildrop's group), loads the configuration, and dispatches to the
- * commands in cli_queue.c and cli_sendmail.c.
+ * commands in cli_queue.c, cli_sendmail.c and cli_test.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -192,15 +192,6 @@ cli_is_admin(const struct cli *c)
 		return true;
 	return c->cfg != NULL && stat(c->cfg->spool, &st) == 0 &&
 	    st.st_uid == uid;
-}
-
-/* The doctor needs the relay code; it comes with it. */
-static int
-cli_test(struct cli *c, int argc, char **argv)
-{
-	cli_err(c, "test: not available yet in this version (the upstream "
-	    "doctor comes with the relay)");
-	return EX_UNAVAILABLE;
 }
 
 static const struct {

@@ -555,12 +555,6 @@ def test_second_daemon_on_the_same_spool_refuses(relay, tmp_path):
     assert tool(relay, "status").returncode == 0
 
 
-def test_doctor_not_available_yet(relay):
-    r = tool(relay, "test")
-    assert r.returncode == 69
-    assert "not available" in one_line_error(r)
-
-
 # ---- permissions: any user submits, only root and the owner administer ----
 
 

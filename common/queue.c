@@ -646,7 +646,7 @@ queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
 }
 
 int
-queue_writer_commit(struct queue_writer *w)
+queue_writer_sync(struct queue_writer *w)
 {
 	char digits[9];
 	ssize_t n;
@@ -667,15 +667,36 @@ queue_writer_commit(struct queue_writer *w)
 	}
 	if (fsync(w->fd) == -1)
 		return queue_writer_fail(w, -errno);
+	return 0;
+}
+
+int
+queue_writer_publish(struct queue_writer *w)
+{
+	if (w->error != 0)
+		return w->error;
 	if (renameat(w->q->tmpfd, w->id, w->q->msgfd, w->id) == -1)
 		return queue_writer_fail(w, -errno);
-	if (fsync(w->q->msgfd) == -1) {
+	return 0;
+}
+
+int
+queue_sync_dir(struct queue *q)
+{
+	return fsync(q->msgfd) == -1 ? -errno : 0;
+}
+
+int
+queue_writer_finish(struct queue_writer *w, int dir_result)
+{
+	if (w->error != 0)
+		return w->error;
+	if (dir_result < 0) {
 		/* Not durable: take it back so that the client retries. */
-		r = -errno;
 		unlinkat(w->q->msgfd, w->id, 0);
 		close(w->fd);
 		w->fd = -1;
-		return queue_writer_fail(w, r);
+		return queue_writer_fail(w, dir_result);
 	}
 	close(w->fd);
 	w->fd = -1;
@@ -683,6 +704,17 @@ queue_writer_commit(struct queue_writer *w)
 	w->buf = NULL;
 	w->committed = true;
 	return 0;
+}
+
+int
+queue_writer_commit(struct queue_writer *w)
+{
+	int r;
+
+	if ((r = queue_writer_sync(w)) < 0 ||
+	    (r = queue_writer_publish(w)) < 0)
+		return r;
+	return queue_writer_finish(w, queue_sync_dir(w->q));
 }
 
 void

@@ -86,6 +86,19 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
 uint64_t queue_writer_size(const struct queue_writer *w);
 /* Flushes, fsyncs, renames into place and fsyncs the directory. */
 int queue_writer_commit(struct queue_writer *w);
+/*
+ * queue_writer_commit() in steps, so that many commits share one directory
+ * fsync (group commit): queue_writer_sync() flushes and fsyncs the file,
+ * queue_writer_publish() renames it into msg/, queue_sync_dir() fsyncs msg/
+ * once for every writer published before it, and queue_writer_finish()
+ * completes each of them with that result (on failure the record is
+ * unlinked again and the writer fails).  Only after finish returned 0 is the
+ * message durable and may be acknowledged.
+ */
+int queue_writer_sync(struct queue_writer *w);
+int queue_writer_publish(struct queue_writer *w);
+int queue_sync_dir(struct queue *q);
+int queue_writer_finish(struct queue_writer *w, int dir_result);
 /* Frees the writer; an uncommitted temporary file is removed. */
 void queue_writer_free(struct queue_writer *w);
 

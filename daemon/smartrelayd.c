@@ -18,6 +18,7 @@
 
 #include "build-config.h"
 #include "cfg.h"
+#include "commit.h"
 #include "ctl.h"
 #include "ctlproto.h"
 #include "listen.h"
@@ -36,6 +37,7 @@ struct daemon {
 	struct event_base *base;	/* owned */
 	struct listen_set *listen;	/* owned */
 	struct smtp_server smtp;
+	struct committer *commit;	/* owned: group commit of new mail */
 	struct sched *sched;		/* owned: the queue and the relay */
 	struct pickup *pickup;		/* owned: local submissions */
 	struct ctl *ctl;		/* owned: the control socket */
@@ -442,6 +444,12 @@ daemon_start(struct daemon *d)
 	d->smtp.queue = d->queue;
 	d->smtp.queued = daemon_queued;
 	d->smtp.queued_arg = d;
+	if ((r = commit_new(d->base, d->queue, smtp_commit_done, &d->smtp,
+	    &d->commit)) < 0) {
+		log_msg(LOG_ERR, NULL, "committer error=\"%s\"", strerror(-r));
+		return EX_OSERR;
+	}
+	d->smtp.committer = d->commit;
 	if ((r = daemon_local_start(d)) != 0)
 		return r;
 	if ((r = listen_open(&d->smtp, &d->listen, &err)) < 0) {
@@ -481,6 +489,7 @@ daemon_free(struct daemon *d)
 	sysd_free(d->sysd);
 	if (d->stop_timer != NULL)
 		event_free(d->stop_timer);
+	commit_free(d->commit);
 	ctl_free(d->ctl);
 	pickup_free(d->pickup);
 	sched_free(d->sched);

@@ -28,6 +28,7 @@
 #include "addr.h"
 #include "body.h"
 #include "cfg.h"
+#include "commit.h"
 #include "log.h"
 #include "queue.h"
 
@@ -41,12 +42,15 @@ enum smtp_state {
 	SMTP_MAIL,		/* MAIL accepted, waiting for RCPT */
 	SMTP_RCPT,		/* at least one RCPT accepted */
 	SMTP_BODY,		/* reading DATA */
+	SMTP_COMMIT,		/* waiting for the queue commit; input waits */
 	SMTP_QUIT,		/* last reply sent, closing */
 };
 
 #define SF_EHLO		0x01	/* EHLO (not HELO) was used */
 #define SF_LONGLINE	0x02	/* discarding an over-long line */
 #define SF_DEAD		0x04	/* closed; free pending */
+#define SF_SHUTDOWN	0x08	/* close after the commit being waited for */
+#define SF_EOF		0x10	/* the client sent EOF during a commit */
 
 struct smtp_txn {
 	char from[ADDR_MAX];
@@ -100,6 +104,8 @@ smtp_strstate(enum smtp_state st)
 		return "rcpt";
 	case SMTP_BODY:
 		return "body";
+	case SMTP_COMMIT:
+		return "commit";
 	case SMTP_QUIT:
 		return "quit";
 	}
@@ -584,38 +590,119 @@ smtp_command(struct smtp_session *s, const char *line)
 	}
 }
 
-/* End of DATA: commit and answer 250 only once the message is durable. */
+/* Answers the end of DATA once the commit ended (result 0: durable). */
+static void
+smtp_committed(struct smtp_session *s, const char *id, int result)
+{
+	if (result < 0)
+		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+	else {
+		smtp_reply(s, "250 2.0.0 Ok: queued as %s", id);
+		s->nqueued++;
+		s->njunk = 0;
+	}
+	smtp_txn_end(s);
+}
+
+/* A commit ended: log it and hand the message on (the session may be gone). */
+static void
+smtp_hand_on(struct smtp_server *srv, struct queue_writer *w, int result,
+    const char *client)
+{
+	const char *id = queue_writer_id(w);
+	struct queue_msg *m;
+	int r;
+
+	if (result < 0) {
+		log_msg(LOG_ERR, id, "spool error=\"%s\"", strerror(-result));
+		return;
+	}
+	if ((r = queue_load(srv->queue, id, &m)) < 0) {
+		/* Durable, so the next start recovers it. */
+		log_msg(LOG_ERR, id, "queued but not loaded error=\"%s\"",
+		    strerror(-r));
+		return;
+	}
+	log_msg(LOG_INFO, id, "queued from=<%s> size=%" PRIu64 " nrcpt=%zu "
+	    "client=[%s]", m->from, m->size, m->nrcpt, client);
+	srv->queued(srv->queued_arg, m);
+}
+
+/* Finds a session waiting for its commit by id. */
+static struct smtp_session *
+smtp_find_committing(struct smtp_server *srv, uint64_t id)
+{
+	struct smtp_session *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry)
+		if (s->id == id)
+			return s->state == SMTP_COMMIT ? s : NULL;
+	return NULL;
+}
+
+static void smtp_readcb(struct bufferevent *, void *);
+
+void
+smtp_commit_done(void *arg, uint64_t token, struct queue_writer *w,
+    int result)
+{
+	struct smtp_server *srv = arg;
+	struct smtp_session *s = smtp_find_committing(srv, token);
+
+	smtp_hand_on(srv, w, result, s != NULL ? s->addr : "gone");
+	if (s != NULL) {
+		smtp_committed(s, queue_writer_id(w), result);
+		if (s->flags & SF_SHUTDOWN) {
+			smtp_reply(s, "421 4.3.2 %s Service shutting down",
+			    srv->cfg->hostname);
+			smtp_close(s, "shutdown");
+		} else {
+			/* Pipelined commands waited for this reply. */
+			smtp_readcb(s->bev, s);
+			if ((s->flags & SF_EOF) && s->state != SMTP_COMMIT)
+				smtp_close(s, "lost connection");
+		}
+	}
+	queue_writer_free(w);
+}
+
+/*
+ * End of DATA: the message is complete.  It is committed (fsync, rename,
+ * directory fsync) in the background when there is a committer, inline
+ * otherwise; the 250 goes out only once that succeeded.
+ */
 static void
 smtp_data_end(struct smtp_session *s)
 {
 	struct smtp_txn *t = s->txn;
-	const char *id = queue_writer_id(t->writer);
-	struct queue_msg *m;
+	struct queue_writer *w;
 	int r;
 
 	body_finish(&t->body);
 	if (t->body.nul) {
 		smtp_reply(s, "554 5.6.0 Error: message contains NUL bytes, "
 		    "not queued");
-	} else if (t->too_big) {
+		smtp_txn_end(s);
+		return;
+	}
+	if (t->too_big) {
 		smtp_reply(s, "552 5.3.4 Error: message size exceeds fixed "
 		    "limit of %" PRIu64 " bytes",
 		    s->srv->cfg->limits.message_size);
-	} else if ((r = t->error) < 0 ||
-	    (r = queue_writer_commit(t->writer)) < 0) {
-		log_msg(LOG_ERR, id, "spool error=\"%s\"", strerror(-r));
-		smtp_reply(s, "451 4.3.0 Error: queue file write error");
-	} else {
-		log_msg(LOG_INFO, id, "queued from=<%s> size=%" PRIu64
-		    " nrcpt=%zu client=[%s]", t->from,
-		    queue_writer_size(t->writer), t->nrcpt, s->addr);
-		smtp_reply(s, "250 2.0.0 Ok: queued as %s", id);
-		s->nqueued++;
-		s->njunk = 0;
-		if (queue_load(s->srv->queue, id, &m) == 0)
-			s->srv->queued(s->srv->queued_arg, m);
+		smtp_txn_end(s);
+		return;
 	}
-	smtp_txn_end(s);
+	w = t->writer;
+	if (t->error == 0 && s->srv->committer != NULL &&
+	    commit_submit(s->srv->committer, w, s->id) == 0) {
+		t->writer = NULL;
+		smtp_enter_state(s, SMTP_COMMIT);
+		return;
+	}
+	if ((r = t->error) == 0)
+		r = queue_writer_commit(w);
+	smtp_hand_on(s->srv, w, r, s->addr);
+	smtp_committed(s, queue_writer_id(w), r);
 }
 
 /* Feeds DATA bytes to the filter; true when the end of data was reached. */
@@ -677,7 +764,7 @@ smtp_readcb(struct bufferevent *bev, void *arg)
 	struct smtp_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (s->state != SMTP_QUIT) {
+	while (s->state != SMTP_QUIT && s->state != SMTP_COMMIT) {
 		if (s->state == SMTP_BODY) {
 			if (!smtp_read_body(s, in))
 				break;
@@ -745,6 +832,10 @@ smtp_eventcb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		if (what & BEV_EVENT_WRITING)
 			evbuffer_drain(out, evbuffer_get_length(out));
+	} else if ((what & BEV_EVENT_EOF) && s->state == SMTP_COMMIT) {
+		/* Its 250 and any pipelined commands are still to come. */
+		s->flags |= SF_EOF;
+		return;
 	} else if (what & BEV_EVENT_EOF) {
 		/* A half-closed client still reads the replies we owe it. */
 		smtp_close(s, s->txn != NULL ? "lost connection in "
@@ -848,6 +939,11 @@ smtp_shutdown(struct smtp_server *srv)
 	TAILQ_FOREACH(s, &srv->sessions, entry) {
 		if (s->state == SMTP_QUIT)
 			continue;
+		if (s->state == SMTP_COMMIT) {
+			/* Its 250 (or 451) comes first. */
+			s->flags |= SF_SHUTDOWN;
+			continue;
+		}
 		smtp_reply(s, "421 4.3.2 %s Service shutting down",
 		    srv->cfg->hostname);
 		smtp_close(s, "shutdown");

@@ -20,12 +20,15 @@ struct event_base;
 struct cfg;
 struct queue;
 struct queue_msg;
+struct queue_writer;
+struct committer;
 struct smtp_session;
 
 struct smtp_server {
 	struct event_base *base;	/* borrowed */
 	const struct cfg *cfg;		/* borrowed; replaced on reload */
 	struct queue *queue;		/* borrowed */
+	struct committer *committer;	/* borrowed; NULL: commit inline */
 	unsigned nsessions;		/* open sessions */
 	TAILQ_HEAD(, smtp_session) sessions;	/* borrowed: each frees itself */
 	uint64_t next_id;		/* session ids */
@@ -39,6 +42,13 @@ void smtp_server_init(struct smtp_server *srv);
 /* Takes over an accepted connection: refuses it or starts a session. */
 void smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
     socklen_t salen);
+/*
+ * The committer's callback (arg is the server): a message committed, or
+ * failed to, in the background; answers its session if it still exists and
+ * hands the message to srv->queued.  Takes w.
+ */
+void smtp_commit_done(void *arg, uint64_t token, struct queue_writer *w,
+    int result);
 /* Ends every session with 421 (shutdown). */
 void smtp_shutdown(struct smtp_server *srv);
 

@@ -1,0 +1,218 @@
+/*
+ * commit: group commit of new messages, off the event loop.  See commit.h.
+ *
+ * Jobs move from `pending` (filled by the loop) to a worker's private batch
+ * and then to `done` (emptied by the loop when the eventfd fires).  The
+ * workers touch nothing of libevent and nothing of a session: a job carries
+ * only the writer and the session's 64-bit id (the token), which the done
+ * callback uses to find the session, if it still exists.
+ */
+#include "commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "queue.h"
+
+#define COMMIT_THREADS	4
+#define COMMIT_BATCH	64
+
+struct commit_job {
+	struct queue_writer *w;		/* owned */
+	uint64_t token;
+	int result;
+	TAILQ_ENTRY(commit_job) entry;
+};
+TAILQ_HEAD(commit_list, commit_job);
+
+struct committer {
+	struct queue *q;		/* borrowed */
+	commit_done_fn *done;
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct commit_list pending;	/* guarded by lock */
+	struct commit_list finished;	/* guarded by lock */
+	bool stopping;			/* guarded by lock */
+	int efd;			/* eventfd: "finished has jobs" */
+	struct event *ev;		/* owned */
+	pthread_t threads[COMMIT_THREADS];
+	int nthreads;
+};
+
+/* Commits one batch: fsync and rename each, then one directory fsync. */
+static void
+commit_batch(struct committer *c, struct commit_list *batch)
+{
+	struct commit_job *j;
+	bool published = false;
+	int dir = 0;
+
+	TAILQ_FOREACH(j, batch, entry) {
+		j->result = queue_writer_sync(j->w);
+		if (j->result == 0)
+			j->result = queue_writer_publish(j->w);
+		published |= j->result == 0;
+	}
+	if (published)
+		dir = queue_sync_dir(c->q);
+	TAILQ_FOREACH(j, batch, entry)
+		if (j->result == 0)
+			j->result = queue_writer_finish(j->w, dir);
+}
+
+static void *
+commit_worker(void *arg)
+{
+	struct committer *c = arg;
+	struct commit_list batch;
+	struct commit_job *j;
+	uint64_t one = 1;
+	ssize_t w;
+	int n;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&c->pending) && !c->stopping)
+			pthread_cond_wait(&c->wake, &c->lock);
+		if (c->stopping)
+			break;
+		TAILQ_INIT(&batch);
+		for (n = 0; n < COMMIT_BATCH &&
+		    (j = TAILQ_FIRST(&c->pending)) != NULL; n++) {
+			TAILQ_REMOVE(&c->pending, j, entry);
+			TAILQ_INSERT_TAIL(&batch, j, entry);
+		}
+		pthread_mutex_unlock(&c->lock);
+		commit_batch(c, &batch);
+		pthread_mutex_lock(&c->lock);
+		TAILQ_CONCAT(&c->finished, &batch, entry);
+		/* EAGAIN only when the counter is huge: the loop wakes anyway. */
+		w = write(c->efd, &one, sizeof(one));
+		(void)w;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* In the loop: hands every finished commit to the callback. */
+static void
+commit_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct committer *c = arg;
+	struct commit_list done;
+	struct commit_job *j;
+	uint64_t count;
+
+	if (read(c->efd, &count, sizeof(count)) != sizeof(count))
+		return;
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&c->lock);
+	TAILQ_CONCAT(&done, &c->finished, entry);
+	pthread_mutex_unlock(&c->lock);
+	while ((j = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, j, entry);
+		c->done(c->arg, j->token, j->w, j->result);
+		free(j);
+	}
+}
+
+int
+commit_new(struct event_base *base, struct queue *q, commit_done_fn *done,
+    void *arg, struct committer **cp)
+{
+	struct committer *c;
+	int r;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->q = q;
+	c->done = done;
+	c->arg = arg;
+	TAILQ_INIT(&c->pending);
+	TAILQ_INIT(&c->finished);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd == -1) {
+		r = -errno;
+		goto fail;
+	}
+	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, commit_readcb,
+	    c);
+	if (c->ev == NULL || event_add(c->ev, NULL) == -1) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (; c->nthreads < COMMIT_THREADS; c->nthreads++) {
+		r = -pthread_create(&c->threads[c->nthreads], NULL,
+		    commit_worker, c);
+		if (r < 0)
+			goto fail;
+	}
+	*cp = c;
+	return 0;
+fail:
+	commit_free(c);
+	return r;
+}
+
+int
+commit_submit(struct committer *c, struct queue_writer *w, uint64_t token)
+{
+	struct commit_job *j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -ENOMEM;
+	j->w = w;
+	j->token = token;
+	pthread_mutex_lock(&c->lock);
+	TAILQ_INSERT_TAIL(&c->pending, j, entry);
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* Frees jobs that will never reach the callback. */
+static void
+commit_drop(struct commit_list *list)
+{
+	struct commit_job *j;
+
+	while ((j = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, j, entry);
+		queue_writer_free(j->w);
+		free(j);
+	}
+}
+
+void
+commit_free(struct committer *c)
+{
+	int i;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->nthreads; i++)
+		pthread_join(c->threads[i], NULL);
+	commit_drop(&c->pending);
+	commit_drop(&c->finished);
+	if (c->ev != NULL)
+		event_free(c->ev);
+	if (c->efd != -1)
+		close(c->efd);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->wake);
+	free(c);
+}

@@ -1,0 +1,43 @@
+/*
+ * commit: group commit of new messages, off the event loop.
+ *
+ * A 250 after DATA waits for two fsyncs (the record, then msg/).  Done
+ * inline, they stall every session for each message.  Here sessions hand
+ * their finished writers to a few worker threads; each worker takes every
+ * commit that is waiting, fsyncs and renames each record, then fsyncs msg/
+ * once for the whole batch (queue_writer_sync/publish, queue_sync_dir,
+ * queue_writer_finish).  A 250 still means exactly what SPEC §4 says: the
+ * callback runs in the loop thread only after the record and the directory
+ * are on stable storage.
+ *
+ * Error convention: 0 or a negative errno.
+ */
+#ifndef SMARTRELAY_COMMIT_H
+#define SMARTRELAY_COMMIT_H
+
+#include <stdint.h>
+
+struct event_base;
+struct queue;
+struct queue_writer;
+struct committer;
+
+/*
+ * Called in the loop thread when a commit ended: result is 0 (durable) or
+ * a negative errno.  The callee owns w (free it with queue_writer_free).
+ */
+typedef void commit_done_fn(void *arg, uint64_t token,
+    struct queue_writer *w, int result);
+
+int commit_new(struct event_base *base, struct queue *q, commit_done_fn *done,
+    void *arg, struct committer **cp);
+/* Takes w and commits it; done() gets token back.  -ENOMEM: not taken. */
+int commit_submit(struct committer *c, struct queue_writer *w,
+    uint64_t token);
+/*
+ * Stops the workers after the batches they are in; commits not started are
+ * dropped (their temporary files removed: none was acknowledged).
+ */
+void commit_free(struct committer *c);
+
+#endif

@@ -34,7 +34,9 @@
 
 #define SMTP_LINE_MAX		512	/* RFC 5321 §4.5.3.1.4, with CRLF */
 #define SMTP_ERRORS_MAX		20	/* then 421 and close */
-#define SMTP_JUNK_MAX		100	/* commands outside transactions */
+#define SMTP_CMDS_SLACK		100	/* commands per message beyond RCPTs */
+#define SMTP_OUTPUT_MAX		(64 * 1024)	/* unread replies: stop reading */
+#define SMTP_INPUT_MAX		(256 * 1024)	/* unparsed input: stop reading */
 
 enum smtp_state {
 	SMTP_CONNECTED,		/* greeted, waiting for EHLO/HELO */
@@ -51,6 +53,7 @@ enum smtp_state {
 #define SF_DEAD		0x04	/* closed; free pending */
 #define SF_SHUTDOWN	0x08	/* close after the commit being waited for */
 #define SF_EOF		0x10	/* the client sent EOF during a commit */
+#define SF_PAUSED	0x20	/* reading stopped until replies are out */
 
 struct smtp_txn {
 	char from[ADDR_MAX];
@@ -75,7 +78,7 @@ struct smtp_session {
 	char helo[SMTP_LINE_MAX];
 	struct smtp_txn *txn;		/* owned, NULL outside transactions */
 	unsigned nerrors;
-	unsigned njunk;
+	unsigned ncmds;			/* commands since the last queued message */
 	unsigned nqueued;
 	TAILQ_ENTRY(smtp_session) entry;
 };
@@ -576,14 +579,13 @@ smtp_command(struct smtp_session *s, const char *line)
 	}
 	if (cmd == NULL)
 		smtp_reply(s, "500 5.5.1 Error: command not recognized");
-	else if (cmd->check(s, args) == 0) {
-		if (s->state < SMTP_MAIL && cmd->proceed != smtp_proceed_mail)
-			s->njunk++;
+	else if (cmd->check(s, args) == 0)
 		cmd->proceed(s, args);
-	}
 	if (s->state == SMTP_QUIT)
 		return;
-	if (s->nerrors > SMTP_ERRORS_MAX || s->njunk > SMTP_JUNK_MAX) {
+	/* Every input is bounded: errors, and commands per queued message. */
+	if (s->nerrors > SMTP_ERRORS_MAX || ++s->ncmds > SMTP_CMDS_SLACK +
+	    s->srv->cfg->limits.recipients) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors or "
 		    "commands, closing", s->srv->cfg->hostname);
 		smtp_close(s, "too many errors");
@@ -599,7 +601,7 @@ smtp_committed(struct smtp_session *s, const char *id, int result)
 	else {
 		smtp_reply(s, "250 2.0.0 Ok: queued as %s", id);
 		s->nqueued++;
-		s->njunk = 0;
+		s->ncmds = 0;
 	}
 	smtp_txn_end(s);
 }
@@ -765,6 +767,13 @@ smtp_readcb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (s->state != SMTP_QUIT && s->state != SMTP_COMMIT) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) >
+		    SMTP_OUTPUT_MAX) {
+			/* The client does not read its replies: wait. */
+			s->flags |= SF_PAUSED;
+			bufferevent_disable(bev, EV_READ);
+			break;
+		}
 		if (s->state == SMTP_BODY) {
 			if (!smtp_read_body(s, in))
 				break;
@@ -791,17 +800,32 @@ smtp_free_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_free(arg);
 }
 
-/* The last reply is out: free the session from a fresh event. */
+/* Frees the session from a fresh event, never on this stack. */
+static void
+smtp_free_later(struct smtp_session *s)
+{
+	if (s->flags & SF_DEAD)
+		return;
+	s->flags |= SF_DEAD;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	event_base_once(s->srv->base, -1, EV_TIMEOUT, smtp_free_cb, s, NULL);
+}
+
+/* Output drained: free a closing session, or resume a paused one. */
 static void
 smtp_writecb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
-	if (s->state != SMTP_QUIT || (s->flags & SF_DEAD))
+	if (s->state == SMTP_QUIT) {
+		smtp_free_later(s);
 		return;
-	s->flags |= SF_DEAD;
-	bufferevent_disable(bev, EV_READ | EV_WRITE);
-	event_base_once(s->srv->base, -1, EV_TIMEOUT, smtp_free_cb, s, NULL);
+	}
+	if (s->flags & SF_PAUSED) {
+		s->flags &= ~SF_PAUSED;
+		bufferevent_enable(bev, EV_READ);
+		smtp_readcb(bev, s);
+	}
 }
 
 /* Ends the session: logs why and frees once the output is flushed. */
@@ -815,39 +839,36 @@ smtp_close(struct smtp_session *s, const char *reason)
 	smtp_enter_state(s, SMTP_QUIT);
 	bufferevent_disable(s->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		smtp_writecb(s->bev, s);
+		smtp_free_later(s);
 }
 
 static void
 smtp_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
-	struct evbuffer *out = bufferevent_get_output(bev);
 
-	if (what & BEV_EVENT_TIMEOUT) {
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+		/* Idle: say so; the write timeout bounds sending that. */
 		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
 		    s->srv->cfg->hostname);
 		smtp_close(s, "idle timeout");
-		/* A client that does not read must not keep us. */
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		if (what & BEV_EVENT_WRITING)
-			evbuffer_drain(out, evbuffer_get_length(out));
-	} else if ((what & BEV_EVENT_EOF) && s->state == SMTP_COMMIT) {
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && s->state == SMTP_COMMIT) {
 		/* Its 250 and any pipelined commands are still to come. */
 		s->flags |= SF_EOF;
 		return;
-	} else if (what & BEV_EVENT_EOF) {
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_WRITING)) {
 		/* A half-closed client still reads the replies we owe it. */
 		smtp_close(s, s->txn != NULL ? "lost connection in "
 		    "transaction" : "lost connection");
-		if (!(what & BEV_EVENT_READING))
-			evbuffer_drain(out, evbuffer_get_length(out));
-	} else {
-		smtp_close(s, "connection error");
-		evbuffer_drain(out, evbuffer_get_length(out));
+		return;
 	}
-	if (evbuffer_get_length(out) == 0)
-		smtp_writecb(bev, s);
+	/* A write timeout (the client does not read) or an error: go now. */
+	smtp_close(s, (what & BEV_EVENT_TIMEOUT) ? "write timeout" :
+	    "connection error");
+	smtp_free_later(s);
 }
 
 /* Sends a refusal straight on the socket (best effort) and closes it. */
@@ -925,6 +946,7 @@ smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	srv->nsessions++;
 	bufferevent_setcb(s->bev, smtp_readcb, smtp_writecb, smtp_eventcb, s);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_MAX);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_msg(LOG_INFO, NULL, "connect client=[%s] session=%" PRIu64, addr,
 	    s->id);

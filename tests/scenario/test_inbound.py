@@ -465,3 +465,53 @@ def test_spool_unusable_gives_452_at_mail(daemon):
     finally:
         os.unlink(tmp)
         os.mkdir(tmp, 0o700)
+
+
+def test_clients_that_reset_without_reading_do_not_leak_sessions(make_daemon):
+    """A client that pipelines a session, never reads and resets must not
+    keep its session (and its slot in limits.clients) alive."""
+    d = make_daemon("limits = { clients = 3; };").start()
+    for _ in range(6):
+        s = socket.create_connection(("127.0.0.1", d.port))
+        s.sendall(b"EHLO x\r\nHELP\r\nHELP\r\nQUIT\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()                       # RST, replies unread
+    time.sleep(0.5)
+    c = SmtpRaw(d.port)
+    code, text = c.reply()
+    assert code == 220, text
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_commands_and_unread_replies_are_bounded(make_daemon):
+    d = make_daemon("limits = { recipients = 10; };").start()
+    before = _rss_kib(d.proc.pid)
+    c = SmtpRaw(d.port)
+    ehlo(c)
+    c.cmd("MAIL FROM:<a@example.org>")
+    # A flood of pipelined commands inside a transaction, replies unread.
+    try:
+        c.sock.settimeout(10)
+        for _ in range(200):
+            c.send(b"HELP\r\n" * 5000)
+    except OSError:
+        pass                            # closed by the server: fine
+    codes = []
+    try:
+        while True:
+            codes.append(c.reply()[0])
+    except (EOFError, OSError):
+        pass
+    assert 421 in codes
+    assert len(codes) <= 10 + 100 + 5
+    assert _rss_kib(d.proc.pid) - before < 16 * 1024
+    c2 = SmtpRaw(d.port)
+    assert c2.reply()[0] == 220

@@ -1,11 +1,16 @@
 /*
  * commit: group commit of new messages, off the event loop.  See commit.h.
  *
- * Jobs move from `pending` (filled by the loop) to a worker's private batch
- * and then to `done` (emptied by the loop when the eventfd fires).  The
- * workers touch nothing of libevent and nothing of a session: a job carries
- * only the writer and the session's 64-bit id (the token), which the done
- * callback uses to find the session, if it still exists.
+ * Jobs move from `pending` (filled by the loop) to a worker and then to
+ * `finished` (emptied by the loop when the eventfd fires).  Each worker
+ * fsyncs and renames its record on its own, so file fsyncs run in parallel;
+ * the directory fsyncs are shared: renames are numbered, and one fsync of
+ * msg/ makes every rename numbered before it started durable, so a worker
+ * whose rename is already covered, or will be by the fsync under way, just
+ * waits for it (classic group commit).  The workers touch nothing of
+ * libevent and nothing of a session: a job carries only the writer and the
+ * session's 64-bit id (the token), which the done callback uses to find the
+ * session, if it still exists.
  */
 #include "commit.h"
 
@@ -22,7 +27,6 @@
 #include "queue.h"
 
 #define COMMIT_THREADS	4
-#define COMMIT_BATCH	64
 
 struct commit_job {
 	struct queue_writer *w;		/* owned */
@@ -41,42 +45,78 @@ struct committer {
 	struct commit_list pending;	/* guarded by lock */
 	struct commit_list finished;	/* guarded by lock */
 	bool stopping;			/* guarded by lock */
+	uint64_t renamed;		/* renames done; guarded by lock */
+	uint64_t durable;		/* renames covered by a dir fsync */
+	uint64_t failed;		/* renames whose dir fsync failed */
+	int fail_error;			/* that failure */
+	bool syncing;			/* a dir fsync is under way */
+	pthread_cond_t synced;		/* a dir fsync ended */
 	int efd;			/* eventfd: "finished has jobs" */
 	struct event *ev;		/* owned */
 	pthread_t threads[COMMIT_THREADS];
 	int nthreads;
 };
 
-/* Commits one batch: fsync and rename each, then one directory fsync. */
-static void
-commit_batch(struct committer *c, struct commit_list *batch)
+/*
+ * Waits until the directory entry made by rename number seq is durable:
+ * runs a directory fsync covering every rename so far if none is under
+ * way, else waits for the one under way (and perhaps runs the next).
+ * Called and returns with c->lock held.  Returns 0 or a negative errno.
+ */
+static int
+commit_dir_durable(struct committer *c, uint64_t seq)
 {
-	struct commit_job *j;
-	bool published = false;
-	int dir = 0;
+	uint64_t target;
+	int r;
 
-	TAILQ_FOREACH(j, batch, entry) {
-		j->result = queue_writer_sync(j->w);
-		if (j->result == 0)
-			j->result = queue_writer_publish(j->w);
-		published |= j->result == 0;
+	while (c->durable < seq && c->failed < seq) {
+		if (c->syncing) {
+			pthread_cond_wait(&c->synced, &c->lock);
+			continue;
+		}
+		c->syncing = true;
+		target = c->renamed;
+		pthread_mutex_unlock(&c->lock);
+		r = queue_sync_dir(c->q);
+		pthread_mutex_lock(&c->lock);
+		c->syncing = false;
+		if (r == 0)
+			c->durable = target;
+		else {
+			c->failed = target;
+			c->fail_error = r;
+		}
+		pthread_cond_broadcast(&c->synced);
 	}
-	if (published)
-		dir = queue_sync_dir(c->q);
-	TAILQ_FOREACH(j, batch, entry)
-		if (j->result == 0)
-			j->result = queue_writer_finish(j->w, dir);
+	return c->durable >= seq ? 0 : c->fail_error;
+}
+
+/* Commits one job: fsync the file, rename it, share a directory fsync. */
+static void
+commit_one(struct committer *c, struct commit_job *j)
+{
+	uint64_t seq;
+	int dir;
+
+	j->result = queue_writer_sync(j->w);
+	if (j->result == 0)
+		j->result = queue_writer_publish(j->w);
+	if (j->result < 0)
+		return;
+	pthread_mutex_lock(&c->lock);
+	seq = ++c->renamed;
+	dir = commit_dir_durable(c, seq);
+	pthread_mutex_unlock(&c->lock);
+	j->result = queue_writer_finish(j->w, dir);
 }
 
 static void *
 commit_worker(void *arg)
 {
 	struct committer *c = arg;
-	struct commit_list batch;
 	struct commit_job *j;
 	uint64_t one = 1;
 	ssize_t w;
-	int n;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -84,16 +124,12 @@ commit_worker(void *arg)
 			pthread_cond_wait(&c->wake, &c->lock);
 		if (c->stopping)
 			break;
-		TAILQ_INIT(&batch);
-		for (n = 0; n < COMMIT_BATCH &&
-		    (j = TAILQ_FIRST(&c->pending)) != NULL; n++) {
-			TAILQ_REMOVE(&c->pending, j, entry);
-			TAILQ_INSERT_TAIL(&batch, j, entry);
-		}
+		j = TAILQ_FIRST(&c->pending);
+		TAILQ_REMOVE(&c->pending, j, entry);
 		pthread_mutex_unlock(&c->lock);
-		commit_batch(c, &batch);
+		commit_one(c, j);
 		pthread_mutex_lock(&c->lock);
-		TAILQ_CONCAT(&c->finished, &batch, entry);
+		TAILQ_INSERT_TAIL(&c->finished, j, entry);
 		/* EAGAIN only when the counter is huge: the loop wakes anyway. */
 		w = write(c->efd, &one, sizeof(one));
 		(void)w;
@@ -140,6 +176,7 @@ commit_new(struct event_base *base, struct queue *q, commit_done_fn *done,
 	TAILQ_INIT(&c->finished);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->synced, NULL);
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->efd == -1) {
 		r = -errno;
@@ -214,5 +251,6 @@ commit_free(struct committer *c)
 		close(c->efd);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->wake);
+	pthread_cond_destroy(&c->synced);
 	free(c);
 }

@@ -3,9 +3,9 @@
  *
  * A 250 after DATA waits for two fsyncs (the record, then msg/).  Done
  * inline, they stall every session for each message.  Here sessions hand
- * their finished writers to a few worker threads; each worker takes every
- * commit that is waiting, fsyncs and renames each record, then fsyncs msg/
- * once for the whole batch (queue_writer_sync/publish, queue_sync_dir,
+ * their finished writers to a few worker threads, which fsync and rename
+ * records in parallel and share the fsyncs of msg/ between all renames made
+ * before each (queue_writer_sync/publish, queue_sync_dir,
  * queue_writer_finish).  A 250 still means exactly what SPEC §4 says: the
  * callback runs in the loop thread only after the record and the directory
  * are on stable storage.

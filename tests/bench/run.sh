@@ -29,6 +29,7 @@
 #   BENCH_RESTART_N [100000] queued messages for the restart test
 #   BENCH_DIR [/var/tmp]    where the spools go (a real disk, not tmpfs)
 #   BENCH_NO_INSTALL=1      do not run apt-get (fail if something is missing)
+#   BENCH_REPLACE_MTA=1     allow installing postfix over another MTA
 #   BENCH_ONLY="1 2 3 4 5"  run only these sections
 set -Eeuo pipefail
 
@@ -117,7 +118,7 @@ kv() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 install_deps() {
 	local pkgs="postfix gcc pkg-config meson ninja-build libevent-dev
-	    libssl-dev libconfig-dev libsystemd-dev python3 openssl strace"
+	    libssl-dev libconfig-dev libsystemd-dev python3 openssl"
 	local missing= p
 	for p in $pkgs; do
 		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null |
@@ -144,6 +145,9 @@ install_deps() {
 		if [ -d /run/systemd/system ]; then
 			$sudo systemctl disable --now postfix >/dev/null 2>&1 || true
 		fi
+		if $sudo postfix status >/dev/null 2>&1; then
+			$sudo postfix stop >/dev/null 2>&1 || true
+		fi
 	fi
 }
 
@@ -166,13 +170,15 @@ build() {
 	ninja -C "$BUILD" daemon/smartrelayd >/dev/null
 	SMARTRELAYD=$BUILD/daemon/smartrelayd
 	gcc -std=gnu11 -O2 -D_GNU_SOURCE -I"$SRC/common" \
-	    "$SRC/common/queue.c" "$SRC/tests/bench/queue_recover.c" \
+	    "$SRC"/common/queue*.c "$SRC/tests/bench/queue_recover.c" \
 	    -o "$T/queue_recover"
+	gcc -std=gnu11 -O2 -pthread "$SRC/tests/bench/commit_strategies.c" \
+	    -o "$T/commit_strategies"
 }
 
 # ---------------------------------------------------------------- smartrelayd
 
-# Writes $T/sr/smartrelay.conf for port $SR_PORT, spool $T/sr/spool.
+# Writes $T/sr/smartrelay.conf for port $SR_PORT and spool $SR_SPOOL.
 sr_config() {
 	mkdir -p "$T/sr"
 	printf 'bench-password\n' >"$T/sr/password"
@@ -180,7 +186,7 @@ sr_config() {
 	cat >"$T/sr/smartrelay.conf" <<-EOF
 	listen = [ "127.0.0.1:$SR_PORT" ];
 	hostname = "bench.test";
-	spool = "$T/sr/spool";
+	spool = "$SR_SPOOL";
 	# A loopback upstream that accepts TCP and never speaks: nothing is
 	# ever delivered while we measure (like Postfix's hold queue).
 	upstream = {
@@ -229,20 +235,26 @@ sr_stop() {
 }
 
 sr_count() {
-	find "$SR_DIR/spool/msg" -maxdepth 1 -type f ! -name '*.*' 2>/dev/null |
+	find "$SR_SPOOL/msg" -maxdepth 1 -type f ! -name '*.*' 2>/dev/null |
 	    wc -l
 }
 
-# The file system is mounted with "discard" here, and other jobs share the
-# disk: let the deletions of the last run reach the disk before the next.
-settle() { sync; sleep "${BENCH_SETTLE:-2}"; }
-
-sr_reset() {
+# Nothing is deleted while we measure: this disk is ext4 without a
+# journal, where creating a file right after many deletions costs a scan of
+# the recently freed inodes (ext4 find_inode_bit/recently_deleted, seen with
+# perf), which would slow whichever server runs next.  So each fresh
+# daemon gets a new spool directory; all of them go at exit.
+SPOOLS=0
+sr_fresh() {
 	sr_stop
-	rm -rf "$SR_DIR/spool"
-	settle
+	SPOOLS=$((SPOOLS + 1))
+	SR_SPOOL=$SR_DIR/spool-$SPOOLS
+	sr_config
+	sync
 	sr_start
 }
+
+settle() { sync; sleep "${BENCH_SETTLE:-2}"; }
 
 # ---------------------------------------------------------------- postfix
 
@@ -298,44 +310,60 @@ pf_setup() {
 
 pf_count() { find "$T/pf/spool/hold" -type f | wc -l; }
 
-pf_reset() {
-	$sudo postsuper -c "$T/pf/etc" -d ALL >/dev/null 2>&1 || true
-	[ "$(pf_count)" -eq 0 ] || die "postfix queue not empty after postsuper"
-	settle
-}
-
 # ---------------------------------------------------------------- 1. throughput
 
-# smtp_source PORT COUNT -> prints msgs/s; checks every message was queued.
+# "busy idle" jiffies of the whole machine.
+cpu_snap() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+
+# smtp_source_rate PORT COUNT -> prints "MSGS_PER_S CPU_BUSY_PERCENT"
+# (the machine's CPU use during the run, all cores, smtp-source included).
 smtp_source_rate() {
-	local port=$1 n=$2 t0 t1
+	local port=$1 n=$2 t0 t1 c0 c1
+	c0=$(cpu_snap)
 	t0=$(ms)
 	timeout 600 smtp-source -s "$CLIENTS" -m "$n" -l "$MSG_LEN" \
 	    -f bench@example.org -t sink@example.net -M client.bench.test \
 	    "127.0.0.1:$port" >"$T/smtp-source.out" 2>&1 ||
 	    { cat "$T/smtp-source.out" >&2; die "smtp-source failed"; }
 	t1=$(ms)
-	awk -v n="$n" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f\n", n / (ns / 1e9) }'
+	c1=$(cpu_snap)
+	awk -v n="$n" -v ns=$((t1 - t0)) -v a="$c0" -v b="$c1" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		busy = y[1] - x[1]; idle = y[2] - x[2]
+		printf "%.0f %.0f\n", n / (ns / 1e9), 100 * busy / (busy + idle + 1e-9) }'
 }
 
 bench_throughput() {
-	local i r sr=() pf=() c
+	local i r sr=() pf=() c0 c cpu_sr cpu_pf
 	log "1. accept throughput: $CLIENTS clients, $N x $MSG_LEN-byte messages, $RUNS runs"
+	# What the disk gives at this moment: the spool's commit one message
+	# at a time (as the daemon does) vs grouped (see commit_strategies.c).
+	timeout 300 "$T/commit_strategies" "$T/cs" 2000 "$CLIENTS" 4 \
+	    >"$T/cs.out"
+	sed 's/^/   disk probe: /' "$T/cs.out" >&2
+	result "  (disk probe: 2 KiB commits/s)" \
+	    "$(awk '$1 == "serial" && !s { s = $4 } $1 == "batch" { b = $4 }
+	        $1 == "parallel" { p = $4 }
+	        END { printf "%s serial, %s batch/20, %s batch/20+4 thr", s, b, p }' \
+	        "$T/cs.out")" "info"
 	# Warm-up (not timed): Postfix forks its smtpd and cleanup processes.
-	sr_reset; smtp_source_rate "$SR_PORT" 500 >/dev/null
+	sr_fresh
+	smtp_source_rate "$SR_PORT" 500 >/dev/null
 	smtp_source_rate "$PF_PORT" 500 >/dev/null
 	for i in $(seq "$RUNS"); do
-		sr_reset
-		r=$(smtp_source_rate "$SR_PORT" "$N")
-		c=$(sr_count)
+		settle
+		c0=$(sr_count)
+		read -r r cpu_sr < <(smtp_source_rate "$SR_PORT" "$N")
+		c=$(( $(sr_count) - c0 ))
 		[ "$c" -eq "$N" ] || die "smartrelayd queued $c of $N"
 		sr+=("$r")
-		pf_reset
-		r=$(smtp_source_rate "$PF_PORT" "$N")
-		c=$(pf_count)
+		settle
+		c0=$(pf_count)
+		read -r r cpu_pf < <(smtp_source_rate "$PF_PORT" "$N")
+		c=$(( $(pf_count) - c0 ))
 		[ "$c" -eq "$N" ] || die "postfix queued $c of $N"
 		pf+=("$r")
-		note "run $i: smartrelayd ${sr[-1]} msg/s, postfix ${pf[-1]} msg/s"
+		note "run $i: smartrelayd ${sr[-1]} msg/s (CPU ${cpu_sr}% of $(nproc) cores), postfix ${pf[-1]} msg/s (CPU ${cpu_pf}%)"
 	done
 	SR_TPUT=$(median "${sr[@]}")
 	PF_TPUT=$(median "${pf[@]}")
@@ -343,9 +371,8 @@ bench_throughput() {
 	ratio=$(awk -v a="$SR_TPUT" -v b="$PF_TPUT" 'BEGIN { printf "%.2f", a / b }')
 	note "median: smartrelayd $SR_TPUT msg/s, postfix $PF_TPUT msg/s, ratio ${ratio}x"
 	result "throughput smartrelayd/postfix >= 3x" \
-	    "$SR_TPUT vs $PF_TPUT msg/s = ${ratio}x" \
+	    "$SR_TPUT vs $PF_TPUT msg/s = ${ratio}x (runs: ${sr[*]} / ${pf[*]})" \
 	    "$(awk -v r="$ratio" 'BEGIN { print (r >= 3) ? "PASS" : "FAIL" }')"
-	sr_reset; pf_reset
 }
 
 # ---------------------------------------------------------------- 2. latency
@@ -356,12 +383,13 @@ bench_throughput() {
 bench_latency() {
 	local i out sr=() pf=() srp=() pfp=() m
 	log "2. accept latency: 4 clients x $LAT_MSGS messages, final dot -> 250, $LAT_ROUNDS rounds"
+	[ -n "$SR_PID" ] || sr_fresh
 	for i in $(seq "$LAT_ROUNDS"); do
-		sr_reset
+		settle
 		out=$(timeout 600 "$PY" "$TOOL" latency "$SR_PORT" 4 "$LAT_MSGS")
 		note "round $i smartrelayd: $out (ms)"
 		sr+=("$out"); srp+=("$(kv "$out" p99)")
-		pf_reset
+		settle
 		out=$(timeout 600 "$PY" "$TOOL" latency "$PF_PORT" 4 "$LAT_MSGS")
 		note "round $i postfix:     $out (ms)"
 		pf+=("$out"); pfp+=("$(kv "$out" p99)")
@@ -382,7 +410,6 @@ bench_latency() {
 	    "$(awk -v v="$(kv "$LAT_SR" p99)" 'BEGIN { print (v < 5) ? "PASS" : "FAIL" }')"
 	result "  (postfix, same client, for comparison)" \
 	    "$(kv "$LAT_PF" p99) ms (p50 $(kv "$LAT_PF" p50) p90 $(kv "$LAT_PF" p90) max $(kv "$LAT_PF" max))" "info"
-	sr_reset; pf_reset
 }
 
 # ---------------------------------------------------------------- 3. upstream
@@ -417,8 +444,9 @@ bench_upstream() {
 	};
 	retry = { initial = 1; max = 2; };
 	EOF
-	local keep=$SR_DIR keep_pid=$SR_PID
-	SR_DIR=$T/up SR_PID=
+	sr_stop
+	local keep=$SR_DIR keep_spool=$SR_SPOOL
+	SR_DIR=$T/up SR_SPOOL=$T/up/spool
 	sr_start
 	# The upstream is down (nothing listens on $fgport): all stay queued.
 	timeout 300 smtp-source -s "$CLIENTS" -m "$n" -l "$MSG_LEN" \
@@ -439,6 +467,7 @@ bench_upstream() {
 		sleep 0.1
 	done
 	t1=$(ms)
+	UP_RSS=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SR_PID/status")
 	kill -TERM "$pid"
 	for i in $(seq 300); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -447,20 +476,22 @@ bench_upstream() {
 	wait "$pid" 2>/dev/null || true
 	forget_pid "$pid"
 	sr_stop
-	SR_DIR=$keep SR_PID=$keep_pid
+	SR_DIR=$keep SR_SPOOL=$keep_spool
 	[ "$left" -eq 0 ] || die "upstream: $left messages still queued after 180 s"
 	out=$("$PY" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
 print("delivered=%d sessions=%d tls=%d auth=%d" % (len(r["messages"]),
       r["session_count"], r["tls_handshakes"], r["auth_count"]))' "$T/fg/record.json")
-	note "drained in $(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }') s: $out"
+	note "drained in $(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }') s: $out; daemon RSS after the drain: $UP_RSS KiB"
 	limit=$(( (n + mpc - 1) / mpc ))
 	result "upstream: <= 1 TLS + 1 AUTH per $mpc messages" \
 	    "$n msgs: $(kv "$out" tls) TLS, $(kv "$out" auth) AUTH (max $limit)" \
 	    "$( [ "$(kv "$out" delivered)" -ge "$n" ] &&
 	        [ "$(kv "$out" tls)" -le "$limit" ] &&
 	        [ "$(kv "$out" auth)" -le "$limit" ] && echo PASS || echo FAIL)"
+	result "  (daemon RSS after relaying, TLS loaded)" \
+	    "$(awk -v k="$UP_RSS" 'BEGIN { printf "%.1f MiB", k / 1024 }')" "info"
 }
 
 # ---------------------------------------------------------------- 4. memory
@@ -468,10 +499,14 @@ print("delivered=%d sessions=%d tls=%d auth=%d" % (len(r["messages"]),
 bench_memory() {
 	local rss out inc big
 	log "4. memory"
-	sr_reset
+	sr_fresh
 	sleep 1
 	rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SR_PID/status")
-	note "idle RSS after start, empty queue: $rss KiB"
+	note "idle RSS after start, empty queue: $rss KiB ($(grep -E '^Rss(Anon|File)' \
+	    "/proc/$SR_PID/status" | tr -s ' \t' ' ' | tr '\n' ' '))"
+	note "largest mappings (KiB): $(awk '/^[0-9a-f]/ { n = $6 } /^Rss:/ { r[n] += $2 }
+	    END { for (k in r) if (r[k] >= 256) { m = k; sub(".*/", "", m); print r[k], m } }' \
+	    "/proc/$SR_PID/smaps" | sort -rn | head -6 | awk '{ printf "%s=%d ", $2, $1 }')"
 	result "idle RSS < 8 MiB" "$(awk -v k="$rss" 'BEGIN { printf "%.1f MiB", k / 1024 }')" \
 	    "$( [ "$rss" -lt 8192 ] && echo PASS || echo FAIL)"
 
@@ -483,7 +518,7 @@ bench_memory() {
 	    "$(awk -v k="$inc" 'BEGIN { printf "+%.1f MiB", k / 1024 }')" \
 	    "$( [ "$inc" -lt 32768 ] && echo PASS || echo FAIL)"
 
-	sr_reset
+	sr_fresh
 	sleep 0.5
 	big=$(timeout 300 "$PY" "$TOOL" big "$SR_PORT" 30000000 "$SR_PID")
 	inc=$(kv "$big" increase_kib)
@@ -506,8 +541,9 @@ bench_restart() {
 	local i out s warm=() cold=
 	log "5. restart with $RESTART_N queued messages"
 	sr_stop
-	rm -rf "$SR_DIR/spool"
-	timeout 600 "$T/queue_recover" "$SR_DIR/spool" "$RESTART_N" 200 \
+	SR_SPOOL=$SR_DIR/spool-restart
+	sr_config
+	timeout 600 "$T/queue_recover" "$SR_SPOOL" "$RESTART_N" 200 \
 	    >"$T/queue_recover.out"
 	sed 's/^/   queue_recover: /' "$T/queue_recover.out" >&2
 	for i in $(seq 3); do
@@ -533,24 +569,22 @@ bench_restart() {
 		    "${cold} s (after drop_caches)" \
 		    "$(awk -v v="$cold" 'BEGIN { print (v < 3) ? "PASS" : "FAIL" }')"
 	fi
-	rm -rf "$SR_DIR/spool"
 }
 
 # ---------------------------------------------------------------- main
 
 summary() {
 	local r
-	printf '\n%-52s | %-58s | %s\n' "target (SPEC §9)" "measured" "verdict"
-	printf '%s\n' "$(printf '%.0s-' $(seq 124))"
+	printf '\n%-50s | %-78s | %s\n' "target (SPEC §9)" "measured" "verdict"
+	printf '%s\n' "$(printf '%.0s-' $(seq 140))"
 	for r in "${RESULTS[@]}"; do
 		IFS='|' read -r a b c <<<"$r"
-		printf '%-52s | %-58s | %s\n' "$a" "$b" "$c"
+		printf '%-50s | %-78s | %s\n' "$a" "$b" "$c"
 	done
 	printf '\nmachine: %s, %s cores, %s; %s; spools on %s (%s)\n' \
 	    "$(. /etc/os-release && echo "$PRETTY_NAME")" "$(nproc)" \
 	    "$(systemd-detect-virt 2>/dev/null || echo "virt unknown")" \
-	    "$(uname -r)" "$BENCH_BASE" \
-	    "$(df -T "$BENCH_BASE" | awk 'NR == 2 { print $2 }')"
+	    "$(uname -r)" "$BENCH_BASE" "$FS_NOTE"
 	printf 'disk pressure during the run (/proc/pressure/io, some avg300): %s%%\n' \
 	    "$(sed -n 's/^some .*avg300=\([0-9.]*\).*/\1/p' /proc/pressure/io 2>/dev/null || echo '?')"
 	printf 'postfix %s, smartrelay %s (git %s)\n' \
@@ -566,6 +600,15 @@ main() {
 	T=$(mktemp -d "$BENCH_BASE/smartrelay-bench.XXXXXX")
 	chmod 755 "$T"		# postfix's unprivileged daemons must traverse
 	check_system_postfix
+	FS_NOTE=$(df -T "$BENCH_BASE" | awk 'NR == 2 { print $2 }')
+	local dev
+	dev=$(df --output=source "$BENCH_BASE" | tail -1)
+	if [ "$FS_NOTE" = ext4 ] && ! ls -d /proc/fs/jbd2/"${dev##*/}"-* >/dev/null 2>&1; then
+		FS_NOTE="ext4 without journal"
+		note "$BENCH_BASE is on ext4 without a journal: files deleted in the"
+		note "last 5 minutes slow down file creation (for both servers);"
+		note "leave 5 minutes between two runs of this script."
+	fi
 	build
 	SR_PORT=$("$PY" "$TOOL" freeport)
 	PF_PORT=$("$PY" "$TOOL" freeport)
@@ -573,6 +616,7 @@ main() {
 	UP_PORT=$("$PY" "$TOOL" freeport)
 	start_bg "$PY" "$TOOL" blackhole "$HOLE_PORT"
 	SR_DIR=$T/sr
+	SR_SPOOL=$SR_DIR/spool
 	sr_config
 	if want 1 || want 2; then
 		pf_setup

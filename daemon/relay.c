@@ -24,11 +24,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1095,13 +1097,20 @@ relay_start_tls(struct relay_session *s)
 	const char *host = s->env->cfg->upstream.host;
 	struct bufferevent *tb;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char reason[RELAY_REPLY_MAX];
+	SSL_CTX *ctx;
 	SSL *ssl;
 
 	/* RFC 3207 §4.2: nothing sent before the handshake may count. */
 	evbuffer_drain(in, evbuffer_get_length(in));
 	s->flags &= ~(RF_EHLO | RF_TLS);
 	s->ext = 0;
-	if (tls_ssl_new(s->env->ssl_ctx, host, &ssl) < 0) {
+	ctx = s->env->ops->tls_ctx(s->env->arg, reason, sizeof(reason));
+	if (ctx == NULL) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		return;
+	}
+	if (tls_ssl_new(ctx, host, &ssl) < 0) {
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "cannot set up TLS");
 		return;
@@ -1214,6 +1223,22 @@ relay_format_peer(struct relay_session *s, const struct sockaddr *sa)
 	    s->env->cfg->upstream.host, ip, s->env->cfg->upstream.port);
 }
 
+/*
+ * Turns Nagle off: a pipelined MAIL/RCPT/DATA batch, a QUIT or a body's
+ * last segment must leave at once, not wait for the ACK of the previous
+ * segment (up to the server's delayed ACK, 40 ms or more).  Every write
+ * is already a whole command or batch, so no tiny segments result.
+ */
+static void
+relay_nodelay(struct relay_session *s)
+{
+	int one = 1;
+
+	/* Best effort: the session works without it, only slower. */
+	(void)setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+}
+
 /* Tries the next address of the host; closes when none is left. */
 static void
 relay_connect_next(struct relay_session *s)
@@ -1239,6 +1264,7 @@ relay_connect_next(struct relay_session *s)
 		    (int)s->cur->ai_addrlen) == 0) {
 			unsigned t = s->env->cfg->upstream.timeout;
 
+			relay_nodelay(s);
 			relay_arm(s, t < RELAY_CONNECT_TIMEOUT ? t :
 			    RELAY_CONNECT_TIMEOUT);
 			return;

@@ -100,6 +100,12 @@ struct relay_ops {
 	    const struct relay_result *res);
 	/* The session has ended; it must not be used any more. */
 	void (*closed)(void *arg, uint64_t id, const struct relay_end *end);
+	/*
+	 * The TLS context for a handshake about to start (borrowed; made on
+	 * first use, so OpenSSL is loaded only once TLS is spoken).  NULL
+	 * with the reason in reason[sz] when it cannot be made.
+	 */
+	SSL_CTX *(*tls_ctx)(void *arg, char *reason, size_t sz);
 };
 
 /* What all sessions share; owned by the scheduler. */
@@ -108,7 +114,6 @@ struct relay_env {
 	struct evdns_base *dns;		/* borrowed */
 	const struct cfg *cfg;		/* borrowed; replaced on reload */
 	struct queue *queue;		/* borrowed */
-	SSL_CTX *ssl_ctx;		/* borrowed */
 	const struct relay_ops *ops;	/* borrowed */
 	void *arg;
 	struct relay_list *sessions;	/* owned: live sessions, by id */

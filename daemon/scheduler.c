@@ -68,7 +68,9 @@ struct sched {
 	const struct cfg *cfg;		/* borrowed */
 	struct queue *queue;		/* borrowed */
 	struct evdns_base *dns;		/* owned */
-	SSL_CTX *ssl_ctx;		/* owned */
+	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
+	char *ca_file;			/* owned: what ssl_ctx trusts (NULL:
+					 * the system store) */
 	struct relay_ops ops;
 	struct relay_env env;
 	TAILQ_HEAD(, sched_msg) due;	/* owned entries */
@@ -810,6 +812,32 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
 	sched_kick(s);
 }
 
+/*
+ * The TLS context, made for the first handshake: loading OpenSSL and a
+ * trust store costs 2-3 MiB, which an idle daemon, or one whose upstream
+ * is down, does not pay (SPEC §9).  When it cannot be made (a ca_file
+ * that looks like PEM but does not parse, out of memory) the session
+ * ends before ready, which fails the upstream with this reason.
+ */
+static SSL_CTX *
+sched_tls_ctx(void *arg, char *reason, size_t sz)
+{
+	struct sched *s = arg;
+	char *err = NULL, q[RELAY_REPLY_MAX + 16];
+	int r;
+
+	if (s->ssl_ctx != NULL)
+		return s->ssl_ctx;
+	if ((r = tls_ctx_new(s->ca_file, &s->ssl_ctx, &err)) < 0) {
+		snprintf(reason, sz, "%s", err != NULL ? err : strerror(-r));
+		free(err);
+		log_msg(LOG_ERR, NULL, "tls error=\"%s\"",
+		    log_quote(q, sizeof(q), reason));
+		return NULL;
+	}
+	return s->ssl_ctx;
+}
+
 /* ---- the interface ---- */
 
 /* The resolver: /etc/resolv.conf and /etc/hosts. */
@@ -846,10 +874,14 @@ sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
 	s->ops.ready = sched_on_ready;
 	s->ops.done = sched_on_done;
 	s->ops.closed = sched_on_closed;
-	if ((r = tls_ctx_new(cfg->upstream.ca_file, &s->ssl_ctx, err)) < 0)
+	s->ops.tls_ctx = sched_tls_ctx;
+	/* The TLS context waits for the first handshake: sched_tls_ctx(). */
+	if ((r = tls_ca_file_check(cfg->upstream.ca_file, err)) < 0)
 		goto fail;
 	r = -ENOMEM;
-	if ((s->dns = sched_dns_new(base)) == NULL ||
+	if ((cfg->upstream.ca_file != NULL &&
+	    (s->ca_file = strdup(cfg->upstream.ca_file)) == NULL) ||
+	    (s->dns = sched_dns_new(base)) == NULL ||
 	    (s->timer = evtimer_new(base, sched_timer_cb, s)) == NULL ||
 	    (s->kick = evtimer_new(base, sched_kick_cb, s)) == NULL ||
 	    relay_env_init(&s->env) < 0)
@@ -858,7 +890,6 @@ sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
 	s->env.dns = s->dns;
 	s->env.cfg = cfg;
 	s->env.queue = q;
-	s->env.ssl_ctx = s->ssl_ctx;
 	s->env.ops = &s->ops;
 	s->env.arg = s;
 	*sp = s;
@@ -896,6 +927,7 @@ sched_free(struct sched *s)
 	if (s->dns != NULL)
 		evdns_base_free(s->dns, 0);
 	tls_ctx_free(s->ssl_ctx);
+	free(s->ca_file);
 	free(s);
 }
 
@@ -1022,24 +1054,48 @@ sched_count(const struct sched *s)
 	return s->ndue + s->nheap + s->ninflight;
 }
 
+/*
+ * The TLS settings of a reload: checked, and the context rebuilt at once
+ * when there is one (a new ca_file, or new contents in the same file or
+ * the system store, apply to the next session); otherwise only the path
+ * is kept for when a session needs a context.  On an error the previous
+ * settings (path and context) stay.
+ */
+static int
+sched_set_tls(struct sched *s, const char *ca_file, char **err)
+{
+	SSL_CTX *ctx = NULL;
+	char *copy = NULL;
+	int r;
+
+	if ((r = tls_ca_file_check(ca_file, err)) < 0)
+		return r;
+	if (ca_file != NULL && (copy = strdup(ca_file)) == NULL)
+		return -ENOMEM;
+	if (s->ssl_ctx != NULL &&
+	    (r = tls_ctx_new(ca_file, &ctx, err)) < 0) {
+		free(copy);
+		return r;
+	}
+	free(s->ca_file);
+	s->ca_file = copy;
+	if (s->ssl_ctx != NULL) {
+		/* Sessions hold their own SSL references; the old context
+		 * is freed when the last of them goes (OpenSSL refcounts). */
+		tls_ctx_free(s->ssl_ctx);
+		s->ssl_ctx = ctx;
+	}
+	return 0;
+}
+
 int
 sched_set_cfg(struct sched *s, const struct cfg *cfg, char **err)
 {
-	SSL_CTX *ctx;
-	int r;
-
 	*err = NULL;
 	s->cfg = cfg;
 	s->env.cfg = cfg;
 	sched_kick(s);
-	if ((r = tls_ctx_new(cfg->upstream.ca_file, &ctx, err)) < 0)
-		return r;	/* the old TLS context stays */
-	/* Sessions hold their own SSL references; the old context is
-	 * freed when the last of them goes (OpenSSL refcounts it). */
-	tls_ctx_free(s->ssl_ctx);
-	s->ssl_ctx = ctx;
-	s->env.ssl_ctx = ctx;
-	return 0;
+	return sched_set_tls(s, cfg->upstream.ca_file, err);
 }
 
 void

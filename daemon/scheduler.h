@@ -57,7 +57,8 @@ struct sched_status {
 };
 
 /*
- * Makes the scheduler: the TLS context, the resolver.  Messages may be
+ * Makes the scheduler and the resolver, and checks upstream.ca_file (the
+ * TLS context itself is made for the first TLS handshake).  Messages may be
  * added at once (recovery); delivery starts when the loop runs.
  */
 int sched_new(struct event_base *base, const struct cfg *cfg,
@@ -89,8 +90,9 @@ unsigned sched_sessions(const struct sched *s);
 size_t sched_count(const struct sched *s);
 /*
  * A new configuration after a reload; cfg is used from now on in any case
- * (the old one may be freed), the TLS context is rebuilt: on an error
- * (bad ca_file) the old context stays and *err says why.
+ * (the old one may be freed).  The TLS settings are checked and the TLS
+ * context, if one was made, is rebuilt: on an error (bad ca_file) the
+ * previous settings stay and *err says why.
  */
 int sched_set_cfg(struct sched *s, const struct cfg *cfg, char **err);
 

@@ -3,7 +3,12 @@
  *
  * One SSL_CTX for all upstream sessions: TLS 1.2 at least, peer
  * verification on (a failed chain aborts the handshake), trust from
- * upstream.ca_file or else the system store.  Each connection gets an SSL
+ * upstream.ca_file or else the system store (its hashed directory, so
+ * that certificates are read when a verification needs them, not all at
+ * once).  Making a context loads most of OpenSSL (about 2-3 MiB of RSS),
+ * so the daemon makes it for the first handshake, not at start;
+ * tls_ca_file_check() tells at start and at reload, without OpenSSL,
+ * whether ca_file can be used.  Each connection gets an SSL
  * with SNI set to the configured host name and the name checked against
  * the certificate (X509_VERIFY_PARAM_set1_host, or the IP address when the
  * host is a literal).  No mail and no credentials ever go over a connection
@@ -21,6 +26,11 @@
 
 /* Makes the client context; ca_file NULL: the system trust store. */
 int tls_ctx_new(const char *ca_file, SSL_CTX **ctxp, char **err);
+/*
+ * Without OpenSSL: ca_file (NULL: nothing to check) is a readable regular
+ * file with a PEM block in it.  -errno or -EINVAL, with *err.
+ */
+int tls_ca_file_check(const char *ca_file, char **err);
 void tls_ctx_free(SSL_CTX *ctx);
 
 /* Makes a connection object that sends SNI host and verifies that name. */

@@ -627,6 +627,10 @@ class FakeGmail:
     def _spawn(self, conn, peer, kind):
         """Record a new connection and start its session thread."""
         conn.setblocking(True)
+        # One sendall per reply: without this, Nagle holds the second reply
+        # of a pipelined batch until the client's delayed ACK (40 ms), and
+        # drain timings would measure that, not the client.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._counters["session_count"] += 1
             self._connection_times.append(time.monotonic())

@@ -10,6 +10,7 @@ file runs in a few minutes.
 import math
 import os
 import re
+import signal
 import smtplib
 import time
 
@@ -192,6 +193,77 @@ def test_implicit_tls_wrong_name(relay):
     wait_log(d, r"upstream unavailable .*certificate verify failed")
     no_mail_or_auth(fg)
     assert len(d.messages()) == 1
+
+
+# ---- the trust store (made for the first session, rebuilt at reload) ----
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_unusable_ca_file_stops_the_start(
+        tmp_path, fakegmail_factory, content):  # noqa: F811
+    ca = str(tmp_path / "ca.pem")
+    if content is not None:
+        with open(ca, "w") as f:
+            f.write(content)
+    d = Daemon(tmp_path, upstream=upstream_conf(tmp_path,
+                                                fakegmail_factory(), ca=ca))
+    d.start(wait=False)
+    assert d.proc.wait(10) == 78
+    assert "cannot load upstream.ca_file %s" % ca in d.log()
+    assert "level=info ready" not in d.log()
+
+
+def test_ca_file_that_does_not_parse_keeps_mail_queued(relay, tmp_path):
+    ca = str(tmp_path / "broken.pem")
+    with open(ca, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+                "-----END CERTIFICATE-----\n")
+    d, fg = relay(ca=ca)
+    send(d, ["bob@example.org"])
+    wait_log(d, r"level=err tls error=\"cannot load upstream\.ca_file")
+    wait_log(d, r"upstream unavailable failures=1 .*cannot load upstream")
+    no_mail_or_auth(fg)
+    assert len(d.messages()) == 1
+    assert d.proc.poll() is None
+
+
+def reload_with(d, fg, ca, **kw):
+    """Points the daemon's upstream.ca_file at ca and sends SIGHUP."""
+    start = len(d.log())
+    d.upstream = upstream_conf(d.dir, fg, ca=ca, **kw)
+    d.write_config()
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("reloaded config=", start_at=start)
+    return d.log()[start:]
+
+
+@pytest.mark.parametrize("relayed_before", [False, True])
+def test_reload_with_a_bad_ca_file_keeps_the_previous_one(relay,
+                                                          relayed_before):
+    d, fg = relay()
+    if relayed_before:      # a TLS context exists
+        send(d, ["first@example.org"])
+        fg.wait_for_messages(1, timeout=20)
+    log = reload_with(d, fg, os.path.join(d.dir, "missing.pem"))
+    assert re.search(r"level=err reload tls error=\"cannot load "
+                     r"upstream\.ca_file [^\"]*missing\.pem: No such file",
+                     log), log
+    assert "kept=previous TLS settings" in log
+    send(d, ["bob@example.org"])
+    msgs = fg.wait_for_messages(1 + relayed_before, timeout=20)
+    assert msgs[-1].rcpts == ["bob@example.org"]
+
+
+def test_reload_with_the_right_ca_file_drains_the_queue(
+        relay, fakegmail_factory):  # noqa: F811
+    fg = fakegmail_factory()
+    d, _ = relay(fg=fg, initial=1, rmax=1, ca=fg.certs["untrusted_ca"])
+    send(d, ["bob@example.org"])
+    wait_log(d, r"upstream unavailable failures=1 .*certificate verify "
+                r"failed")
+    assert fg.messages == []
+    reload_with(d, fg, fg.ca_file, initial=1, rmax=1)
+    fg.wait_for_messages(1, timeout=20)
+    wait_until(lambda: d.messages() == [], what="spool empty")
 
 
 # ---- one session for many messages ---------------------------------------

@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* The systemd credential (LoadCredential=) preferred to password_file. */
+#define CFG_CREDENTIAL_NAME	"upstream-password"
+
 enum cfg_tls {
 	CFG_TLS_STARTTLS,
 	CFG_TLS_IMPLICIT,
@@ -127,6 +130,9 @@ int cfg_load(const char *path, struct cfg **cfgp, struct cfg_errors *errs);
 int cfg_check_runtime(const struct cfg *cfg, struct cfg_errors *errs);
 void cfg_free(struct cfg *cfg);
 void cfg_errors_clear(struct cfg_errors *errs);
+/* Appends one formatted problem to errs (which may be NULL). */
+int cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /*
  * Reads the upstream password: $CREDENTIALS_DIRECTORY/upstream-password when

@@ -59,7 +59,6 @@
 #define DOC_REPLY_SECS_MAX	60	/* cap on upstream.timeout */
 #define DOC_WRAP		78	/* explanation width */
 #define DOC_INDENT		"          "
-#define DOC_CREDENTIAL		"upstream-password"
 #define DOC_APP_PW_URL		"https://myaccount.google.com/apppasswords"
 
 #define EXT_STARTTLS	0x01
@@ -378,7 +377,7 @@ doc_password_path(const struct cfg *cfg, bool *credential)
 
 	*credential = false;
 	if (dir != NULL && *dir != '\0') {
-		if (asprintf(&path, "%s/%s", dir, DOC_CREDENTIAL) == -1)
+		if (asprintf(&path, "%s/%s", dir, CFG_CREDENTIAL_NAME) == -1)
 			return NULL;
 		if (access(path, F_OK) == 0 || errno != ENOENT) {
 			*credential = true;
@@ -462,7 +461,7 @@ doc_password_help(const struct doc *d, int r)
 		    "instead pass it with LoadCredential=%s:/path/to/file in "
 		    "the unit: the daemon then reads "
 		    "$CREDENTIALS_DIRECTORY/%s, which takes precedence over "
-		    "password_file.", DOC_CREDENTIAL, DOC_CREDENTIAL);
+		    "password_file.", CFG_CREDENTIAL_NAME, CFG_CREDENTIAL_NAME);
 		return;
 	}
 	if (d->pw_credential)

@@ -174,6 +174,10 @@ int queue_journal_apply(struct queue_msg *m, const char *buf, size_t len);
  * died: unlocked ones at once, ones it cannot even open once they are older
  * than unreadable_after seconds.  queue_maildrop_stat() is lstat() of a
  * name in maildrop/ ("." for the directory itself).
+ * queue_maildrop_move_aside() moves maildrop/ID, which the daemon refuses,
+ * to the spool's corrupt/ as "maildrop-ID" (".N" added rather than
+ * replacing a file there); dst (at least QUEUE_ID_LEN + 16 bytes) receives
+ * that name.
  */
 #define QUEUE_MAILDROP_MODE	01730
 
@@ -189,6 +193,8 @@ int queue_maildrop_commit(struct queue_writer *w);
 int queue_maildrop_load(struct queue *md, const char *id, size_t envelope_max,
     struct queue_msg **mp, int *fdp, struct stat *stp);
 int queue_maildrop_clean(struct queue *md, time_t unreadable_after);
+int queue_maildrop_move_aside(struct queue *md, const char *id, char *dst,
+    size_t dstsz);
 int queue_maildrop_stat(struct queue *md, const char *name, struct stat *st);
 
 #endif

@@ -427,6 +427,34 @@ queue_maildrop_clean(struct queue *md, time_t unreadable_after)
 }
 
 int
+queue_maildrop_move_aside(struct queue *md, const char *id, char *dst,
+    size_t dstsz)
+{
+	int fd, i, r = -EEXIST;
+
+	if (!queue_id_valid(id))
+		return -EINVAL;
+	fd = openat(md->dirfd, "corrupt", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	for (i = 0; i < 100 && r == -EEXIST; i++) {
+		if (i == 0)
+			snprintf(dst, dstsz, "maildrop-%s", id);
+		else
+			snprintf(dst, dstsz, "maildrop-%s.%d", id, i);
+		r = renameat2(md->msgfd, id, fd, dst, RENAME_NOREPLACE) == -1 ?
+		    -errno : 0;
+		if (r == -EINVAL || r == -ENOSYS)	/* as in queue.c */
+			r = renameat(md->msgfd, id, fd, dst) == -1 ? -errno : 0;
+	}
+	if (r == 0 && (fsync(fd) == -1 || fsync(md->msgfd) == -1))
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int
 queue_maildrop_stat(struct queue *md, const char *name, struct stat *st)
 {
 	if (fstatat(md->msgfd, name, st, AT_SYMLINK_NOFOLLOW) == -1)

@@ -43,6 +43,9 @@
 #define SM_READ_CHUNK	65536
 #define SM_LINE_MAX	512		/* -bs command lines, with CRLF */
 #define SM_ERRORS_MAX	20		/* -bs: then 421 */
+#define SM_NAME_MAX	200		/* bytes of -F in the From: field */
+/* "From: \"" NAME (each byte may be escaped) "\" <" ADDR ">\r\n" */
+#define SM_FROM_MAX	(2 * SM_NAME_MAX + ADDR_MAX + 16)
 
 enum sm_mode {
 	SM_SUBMIT,		/* -bm, the default */
@@ -338,7 +341,10 @@ sm_store_error(struct sm *s, const char *what, int r)
 	return EX_TEMPFAIL;
 }
 
-/* Opens the maildrop; its owner (the daemon's user, root) may create it. */
+/*
+ * Opens the maildrop.  Only the daemon (or tmpfiles.d) creates it: made
+ * here by root it would belong to root, and the daemon could not use it.
+ */
 static int
 sm_open_maildrop(struct sm *s)
 {
@@ -346,13 +352,13 @@ sm_open_maildrop(struct sm *s)
 	int r;
 
 	cli_priv_on(s->cli);
-	r = queue_maildrop_open(s->cli->cfg->spool, cli_is_admin(s->cli),
-	    &s->md, &err);
+	r = queue_maildrop_open(s->cli->cfg->spool, false, &s->md, &err);
 	cli_priv_off(s->cli);
 	if (r < 0) {
 		cli_err(s->cli, "cannot store the message: %s%s",
 		    err != NULL ? err : strerror(-r), r == -ENOENT ?
-		    " (has smartrelayd been started once?)" : "");
+		    " (the spool is not set up: start smartrelayd once or "
+		    "run systemd-tmpfiles --create)" : "");
 		free(err);
 		return EX_TEMPFAIL;
 	}
@@ -460,14 +466,18 @@ sm_data_end(struct sm *s)
 
 /* ---- stage 2: the header section ---------------------------------------- */
 
-/* "From: Name <addr>" for -F / the user's full name, or "From: addr". */
+/*
+ * "From: Name <addr>" for -F / the user's full name, or "From: addr".  The
+ * name is cut (at SM_NAME_MAX bytes, or earlier if buf is short) so that
+ * the line always ends with its CRLF.
+ */
 static void
 sm_from_header(struct sm *s, char *buf, size_t sz)
 {
 	const char *name = s->fullname;
 	struct passwd *pw;
 	char gecos[256] = "";
-	size_t i, n = 0;
+	size_t i, n = 0, tail = strlen(s->from) + sizeof("\" <>\r\n");
 
 	if (name == NULL && s->from_arg == NULL &&
 	    (pw = getpwuid(getuid())) != NULL && pw->pw_gecos != NULL) {
@@ -481,7 +491,8 @@ sm_from_header(struct sm *s, char *buf, size_t sz)
 	}
 	/* A quoted-string: no CR/LF, '"' and '\' escaped. */
 	n = (size_t)snprintf(buf, sz, "From: \"");
-	for (i = 0; name[i] != '\0' && n + 4 < sz && i < 200; i++) {
+	for (i = 0; name[i] != '\0' && n + 2 + tail <= sz && i < SM_NAME_MAX;
+	    i++) {
 		if (name[i] == '\r' || name[i] == '\n')
 			continue;
 		if (name[i] == '"' || name[i] == '\\')
@@ -532,7 +543,7 @@ sm_next_field(const struct sm *s, size_t end, size_t *pos, const char **f,
 static int
 sm_headers_done(struct sm *s, size_t end)
 {
-	char from[ADDR_MAX + 300];
+	char from[SM_FROM_MAX];
 	size_t pos = 0, len;
 	bool has_from = false;
 	const char *f;

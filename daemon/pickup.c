@@ -20,7 +20,7 @@
 #include "log.h"
 #include "queue.h"
 
-#define PICKUP_BATCH		256	/* records per run; then yield */
+#define PICKUP_BATCH		256	/* records at start-up, before READY */
 #define PICKUP_UNREADABLE	60	/* seconds before an unreadable one goes */
 #define PICKUP_STALE_TMP	86400	/* for maildrop/tmp files we cannot lock */
 #define PICKUP_CHUNK		16384
@@ -33,8 +33,12 @@ struct pickup {
 	pickup_queued_fn *queued;
 	void *arg;
 	struct event *timer;		/* owned: the fallback scan */
-	struct event *kick;		/* owned: a scan soon */
+	struct event *kick;		/* owned: the next step of a run */
 	gid_t group;			/* of maildrop/ */
+	/* The run in progress: one record per event, so the loop goes on. */
+	char (*ids)[QUEUE_ID_LEN + 1];	/* owned; NULL: no run */
+	size_t nids, next;
+	bool again;			/* kicked during the run: scan again */
 };
 
 /* Copy state of one record: the body is normalised on the way. */
@@ -188,17 +192,24 @@ out:
 	return r;
 }
 
-/* Removes a maildrop record for good, saying why. */
+/*
+ * Moves a refused maildrop record to corrupt/, saying why: the tool told its
+ * user the message was accepted, so it is kept for the administrator.
+ */
 static void
 pickup_reject(struct pickup *p, const char *mdid, uid_t uid, const char *why)
 {
+	char dst[QUEUE_ID_LEN + 16];
 	int r;
 
-	log_msg(LOG_WARNING, NULL, "maildrop=%s uid=%u rejected reason=\"%s\"",
-	    mdid, (unsigned)uid, why);
-	if ((r = queue_remove(p->md, mdid)) < 0 && r != -ENOENT)
-		log_msg(LOG_ERR, NULL, "maildrop=%s remove error=\"%s\"", mdid,
-		    strerror(-r));
+	if ((r = queue_maildrop_move_aside(p->md, mdid, dst, sizeof(dst))) < 0)
+		log_msg(LOG_ERR, NULL, "maildrop=%s uid=%u rejected "
+		    "reason=\"%s\" error=\"cannot move to %s/corrupt: %s\"",
+		    mdid, (unsigned)uid, why, p->cfg->spool, strerror(-r));
+	else
+		log_msg(LOG_WARNING, NULL, "maildrop=%s uid=%u rejected "
+		    "reason=\"%s\" moved=%s/corrupt/%s", mdid, (unsigned)uid,
+		    why, p->cfg->spool, dst);
 }
 
 /*
@@ -289,42 +300,88 @@ out:
 	return r;
 }
 
+/*
+ * The next step once the loop has polled: a zero timeout, not
+ * event_active(), which libevent would run again before any I/O.
+ */
+static void
+pickup_schedule(struct pickup *p)
+{
+	const struct timeval now = { 0, 0 };
+
+	if (event_add(p->kick, &now) == -1)
+		log_msg(LOG_ERR, NULL, "maildrop error=\"cannot schedule a "
+		    "scan\"");
+}
+
+/*
+ * One step of a run: a scan starts it, then each step picks up one record.
+ * Returns 1 when a message was queued.
+ */
+static size_t
+pickup_step(struct pickup *p)
+{
+	int r = 0;
+
+	if (p->ids == NULL) {
+		p->next = p->nids = 0;
+		p->again = false;
+		if ((r = queue_maildrop_clean(p->md, PICKUP_STALE_TMP)) < 0)
+			log_msg(LOG_WARNING, NULL, "maildrop clean "
+			    "error=\"%s\"", strerror(-r));
+		if ((r = queue_list(p->md, &p->ids, &p->nids)) < 0) {
+			log_msg(LOG_ERR, NULL, "maildrop scan error=\"%s\"",
+			    strerror(-r));
+			return 0;
+		}
+		r = 0;
+	}
+	if (p->next < p->nids)
+		r = pickup_one(p, p->ids[p->next++]);
+	if (r >= 0 && p->next < p->nids) {
+		pickup_schedule(p);
+		return (size_t)r;
+	}
+	/* The run ends; when the queue cannot store, the timer tries again. */
+	free(p->ids);
+	p->ids = NULL;
+	if (r >= 0 && p->again)
+		pickup_schedule(p);
+	return r > 0 ? 1 : 0;
+}
+
 size_t
 pickup_run(struct pickup *p)
 {
-	char (*ids)[QUEUE_ID_LEN + 1] = NULL;
-	size_t n, i, queued = 0;
-	int r;
+	size_t queued = 0, i;
 
-	if ((r = queue_maildrop_clean(p->md, PICKUP_STALE_TMP)) < 0)
-		log_msg(LOG_WARNING, NULL, "maildrop clean error=\"%s\"",
-		    strerror(-r));
-	if ((r = queue_list(p->md, &ids, &n)) < 0) {
-		log_msg(LOG_ERR, NULL, "maildrop scan error=\"%s\"",
-		    strerror(-r));
-		return 0;
-	}
-	for (i = 0; i < n && i < PICKUP_BATCH; i++) {
-		if ((r = pickup_one(p, ids[i])) < 0)
+	for (i = 0; i < PICKUP_BATCH; i++) {
+		queued += pickup_step(p);
+		if (p->ids == NULL)
 			break;
-		queued += (size_t)r;
 	}
-	if (i == PICKUP_BATCH && i < n)
-		pickup_kick(p);
-	free(ids);
 	return queued;
 }
 
 static void
 pickup_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pickup_run(arg);
+	pickup_step(arg);
+}
+
+static void
+pickup_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pickup_kick(arg);
 }
 
 void
 pickup_kick(struct pickup *p)
 {
-	event_active(p->kick, EV_TIMEOUT, 0);
+	if (p->ids != NULL)
+		p->again = true;
+	else
+		pickup_schedule(p);
 }
 
 int
@@ -351,7 +408,7 @@ pickup_open(struct event_base *base, const struct cfg *cfg,
 		goto fail;
 	if (queue_maildrop_stat(p->md, ".", &st) == 0)
 		p->group = st.st_gid;
-	p->timer = event_new(base, -1, EV_PERSIST, pickup_cb, p);
+	p->timer = event_new(base, -1, EV_PERSIST, pickup_timer_cb, p);
 	p->kick = event_new(base, -1, 0, pickup_cb, p);
 	if (p->timer == NULL || p->kick == NULL ||
 	    event_add(p->timer, &tv) == -1) {
@@ -374,6 +431,7 @@ pickup_free(struct pickup *p)
 		event_free(p->timer);
 	if (p->kick != NULL)
 		event_free(p->kick);
+	free(p->ids);
 	queue_close(p->md);
 	free(p);
 }

@@ -14,8 +14,11 @@
  *
  * It runs at start-up (before READY), when the tool announces a
  * submission over the control socket, and every PICKUP_INTERVAL seconds as
- * a fallback.  A record that is bad is removed and logged; one that cannot
- * be copied now (disk full) stays for the next run.
+ * a fallback.  A run lists the maildrop, then picks up one record per event
+ * (a zero timeout), so that sessions and the watchdog go on in between; a
+ * kick during a run only asks for another scan after it.  A record that is
+ * bad is moved to the spool's corrupt/ and logged; one that cannot be
+ * copied now (disk full) stays for the next run.
  */
 #ifndef SMARTRELAY_PICKUP_H
 #define SMARTRELAY_PICKUP_H
@@ -46,7 +49,10 @@ void pickup_free(struct pickup *p);
 void pickup_set_cfg(struct pickup *p, const struct cfg *cfg);
 /* The group of the maildrop: who may submit (and use the control socket). */
 gid_t pickup_group(const struct pickup *p);
-/* Scans the maildrop now; returns how many messages were queued. */
+/*
+ * At start-up: picks up the maildrop now, at most PICKUP_BATCH records (the
+ * event loop does the rest); returns how many messages were queued.
+ */
 size_t pickup_run(struct pickup *p);
 /* Schedules a scan from the event loop (a submission was announced). */
 void pickup_kick(struct pickup *p);

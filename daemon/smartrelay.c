@@ -115,12 +115,13 @@ cli_priv_init(struct cli *c)
  * True when path and every directory above it belong to root and only
  * root can change them (a sticky directory is fine: its root-owned entries
  * cannot be replaced by others), so that its content is the
- * administrator's.
+ * administrator's.  real (PATH_MAX bytes) receives the resolved path: the
+ * one to open, since path may be a link its owner can change meanwhile.
  */
 static bool
-cli_path_trusted(const char *path)
+cli_path_trusted(const char *path, char *real)
 {
-	char real[PATH_MAX], *p;
+	char *p;
 	struct stat st;
 	bool last = false;
 
@@ -150,6 +151,7 @@ int
 cli_load_cfg(struct cli *c)
 {
 	struct cfg_errors errs = { 0 };
+	char real[PATH_MAX];
 	int r;
 
 	if (c->cfg != NULL)
@@ -161,9 +163,12 @@ cli_load_cfg(struct cli *c)
 	 */
 	if (c->cfg_explicit && strcmp(c->cfg_path,
 	    SMARTRELAY_DEFAULT_CONFIG) != 0) {
-		if (!cli_path_trusted(c->cfg_path))
+		if (cli_path_trusted(c->cfg_path, real))
+			r = cfg_load(real, &c->cfg, &errs);
+		else {
 			cli_priv_drop(c);
-		r = cfg_load(c->cfg_path, &c->cfg, &errs);
+			r = cfg_load(c->cfg_path, &c->cfg, &errs);
+		}
 	} else {
 		cli_priv_on(c);
 		r = cfg_load(c->cfg_path, &c->cfg, &errs);

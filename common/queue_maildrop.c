@@ -269,45 +269,19 @@ queue_maildrop_writer_new(struct queue *md, struct queue_writer **wp)
 int
 queue_maildrop_commit(struct queue_writer *w)
 {
-	char digits[9];
-	ssize_t n;
-	int r;
+	int r, dir = 0;
 
-	if (w->error != 0)
-		return w->error;
-	if (!w->have_envelope || w->committed)
-		return -EINVAL;
-	if ((r = queue_writer_flush(w)) < 0)
+	if ((r = queue_writer_sync(w)) < 0 ||
+	    (r = queue_writer_publish(w)) < 0)
 		return r;
-	if (w->eightbit && !(w->flags & QUEUE_F_8BITMIME)) {
-		snprintf(digits, sizeof(digits), "%08X",
-		    w->flags | QUEUE_F_8BITMIME);
-		n = pwrite(w->fd, digits, 8, w->flags_off);
-		if (n != 8)
-			return queue_writer_fail(w, n == -1 ? -errno : -EIO);
-	}
-	if (fsync(w->fd) == -1)
-		return queue_writer_fail(w, -errno);
-	if (renameat(w->q->tmpfd, w->id, w->q->msgfd, w->id) == -1)
-		return queue_writer_fail(w, -errno);
 	/*
 	 * A submitter cannot open maildrop/ for fsync(); syncfs() on the
 	 * record commits the rename as well (the filesystem of both).
 	 */
 	if (fsync(w->q->msgfd) == -1 &&
-	    (errno != EBADF || syncfs(w->fd) == -1)) {
-		r = -errno;
-		unlinkat(w->q->msgfd, w->id, 0);
-		close(w->fd);
-		w->fd = -1;
-		return queue_writer_fail(w, r);
-	}
-	close(w->fd);
-	w->fd = -1;
-	free(w->buf);
-	w->buf = NULL;
-	w->committed = true;
-	return 0;
+	    (errno != EBADF || syncfs(w->fd) == -1))
+		dir = -errno;
+	return queue_writer_finish(w, dir);
 }
 
 int

@@ -12,7 +12,9 @@
  *
  * Security rules that hold whatever the upstream says: AUTH and MAIL are
  * only ever sent once RF_TLS is set, which only a verified handshake sets
- * (or tls = "none", the explicit loopback-only opt-in); after STARTTLS all
+ * (or tls = "none", the explicit opt-in, which connects to loopback
+ * addresses only); the TLS mode, host and user are those the session
+ * began with, whatever a reload says meanwhile; after STARTTLS all
  * earlier knowledge (EHLO keywords, any bytes the server sent behind the
  * 220) is discarded (RFC 3207 §4.2); the password is read for the session,
  * used, and wiped, and only log_dialogue() (which masks it) sees the lines
@@ -112,6 +114,12 @@ struct relay_txn {
 struct relay_session {
 	uint64_t id;
 	struct relay_env *env;		/* borrowed */
+	/* The upstream as configured when the session began: a reload must
+	 * not change the TLS mode (or the peer) under a live session. */
+	enum cfg_tls tls;
+	char *host;			/* owned */
+	unsigned port;
+	char *username;			/* owned, NULL: no AUTH */
 	enum relay_state state;
 	unsigned flags;			/* RF_* */
 	unsigned ext;			/* EXT_* of the last EHLO */
@@ -453,8 +461,7 @@ relay_send(struct relay_session *s, struct queue_msg *m)
 
 	if (s->state != RELAY_READY || s->txn != NULL)
 		return -EBUSY;
-	if (!(s->flags & RF_TLS) &&
-	    s->env->cfg->upstream.tls != CFG_TLS_NONE)
+	if (!(s->flags & RF_TLS) && s->tls != CFG_TLS_NONE)
 		return -EPERM;	/* unreachable by construction: a last guard */
 	if ((t = relay_txn_new(s, m)) == NULL)
 		return -ENOMEM;
@@ -636,8 +643,6 @@ relay_on_greeting(struct relay_session *s)
 static void
 relay_on_ehlo(struct relay_session *s)
 {
-	const struct cfg_upstream *u = &s->env->cfg->upstream;
-
 	if (reply_class(&s->reply) != 2) {
 		relay_setup_failed(s, RELAY_STAGE_EHLO, "EHLO refused");
 		return;
@@ -648,7 +653,7 @@ relay_on_ehlo(struct relay_session *s)
 		relay_start_auth(s);
 		return;
 	}
-	if (u->tls == CFG_TLS_NONE) {
+	if (s->tls == CFG_TLS_NONE) {
 		relay_start_auth(s);
 		return;
 	}
@@ -679,7 +684,7 @@ relay_on_starttls(struct relay_session *s)
 static int
 relay_auth_plain(struct relay_session *s)
 {
-	const char *user = s->env->cfg->upstream.username;
+	const char *user = s->username;
 	size_t ul = strlen(user), n = 1 + ul + 1 + s->secret.len;
 	unsigned char *raw;
 	int r;
@@ -705,7 +710,13 @@ relay_start_auth(struct relay_session *s)
 	char *err = NULL, reason[RELAY_REPLY_MAX];
 	int r;
 
-	if (cfg->upstream.username == NULL) {
+	if (!(s->flags & RF_TLS) && s->tls != CFG_TLS_NONE) {
+		/* Unreachable by construction: a last guard. */
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "TLS not verified: refusing to log in");
+		return;
+	}
+	if (s->username == NULL) {
 		relay_ready(s);
 		return;
 	}
@@ -742,7 +753,7 @@ relay_start_auth(struct relay_session *s)
 static void
 relay_auth_login_step(struct relay_session *s)
 {
-	const char *user = s->env->cfg->upstream.username;
+	const char *user = s->username;
 	int r;
 
 	if (!(s->ext & EXT_AUTH_PLAIN) && s->auth_step == 0)
@@ -778,7 +789,7 @@ relay_on_auth(struct relay_session *s)
 		s->flags |= RF_AUTHED;
 		log_msg(LOG_INFO, NULL, "relay session=%" PRIu64
 		    " authenticated user=%s relay=%s", s->id,
-		    s->env->cfg->upstream.username, s->peer);
+		    s->username, s->peer);
 		relay_ready(s);
 		return;
 	}
@@ -1094,7 +1105,7 @@ static void relay_eventcb(struct bufferevent *, short, void *);
 static void
 relay_start_tls(struct relay_session *s)
 {
-	const char *host = s->env->cfg->upstream.host;
+	const char *host = s->host;
 	struct bufferevent *tb;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	char reason[RELAY_REPLY_MAX];
@@ -1145,8 +1156,8 @@ relay_tls_done(struct relay_session *s)
 	s->flags |= RF_TLS;
 	log_msg(LOG_INFO, NULL, "relay session=%" PRIu64 " tls=\"%s\" "
 	    "verified=%s relay=%s", s->id, tls_describe(s->ssl, desc,
-	    sizeof(desc)), s->env->cfg->upstream.host, s->peer);
-	if (s->env->cfg->upstream.tls == CFG_TLS_IMPLICIT &&
+	    sizeof(desc)), s->host, s->peer);
+	if (s->tls == CFG_TLS_IMPLICIT &&
 	    !(s->flags & RF_EHLO)) {
 		relay_expect(s, RELAY_GREETING);
 		return;
@@ -1160,7 +1171,7 @@ relay_connected(struct relay_session *s)
 {
 	log_msg(LOG_INFO, NULL, "relay session=%" PRIu64 " connected "
 	    "relay=%s", s->id, s->peer);
-	if (s->env->cfg->upstream.tls == CFG_TLS_IMPLICIT)
+	if (s->tls == CFG_TLS_IMPLICIT)
 		relay_start_tls(s);
 	else
 		relay_expect(s, RELAY_GREETING);
@@ -1219,8 +1230,22 @@ relay_format_peer(struct relay_session *s, const struct sockaddr *sa)
 		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 	if (a != NULL)
 		inet_ntop(sa->sa_family, a, ip, sizeof(ip));
-	snprintf(s->peer, sizeof(s->peer), "%s[%s]:%u",
-	    s->env->cfg->upstream.host, ip, s->env->cfg->upstream.port);
+	snprintf(s->peer, sizeof(s->peer), "%s[%s]:%u", s->host, ip, s->port);
+}
+
+bool
+relay_is_loopback(const struct sockaddr *sa)
+{
+	const struct in6_addr *a6;
+
+	if (sa->sa_family == AF_INET)
+		return ntohl(((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr.s_addr) >> 24 == 127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
 /*
@@ -1252,6 +1277,17 @@ relay_connect_next(struct relay_session *s)
 	s->cur = s->cur == NULL ? s->ai : s->cur->ai_next;
 	for (; s->cur != NULL; s->cur = s->cur->ai_next) {
 		relay_format_peer(s, s->cur->ai_addr);
+		if (s->tls == CFG_TLS_NONE &&
+		    !relay_is_loopback(s->cur->ai_addr)) {
+			/* The password would leave the host in clear text
+			 * (e.g. "localhost" missing from /etc/hosts). */
+			snprintf(s->lasterr, sizeof(s->lasterr), "refusing %s: "
+			    "tls = \"none\" allows only a loopback address",
+			    s->peer);
+			log_msg(LOG_WARNING, NULL, "relay session=%" PRIu64
+			    " %s", s->id, s->lasterr);
+			continue;
+		}
 		s->bev = bufferevent_socket_new(s->env->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE);
 		if (s->bev == NULL)
@@ -1275,7 +1311,7 @@ relay_connect_next(struct relay_session *s)
 		s->bev = NULL;
 	}
 	snprintf(reason, sizeof(reason), "cannot connect to %.200s: %.280s",
-	    s->env->cfg->upstream.host, s->lasterr[0] != '\0' ? s->lasterr :
+	    s->host, s->lasterr[0] != '\0' ? s->lasterr :
 	    "no address");
 	relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
 }
@@ -1298,7 +1334,7 @@ relay_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	if (result != 0 || res == NULL) {
 		snprintf(reason, sizeof(reason), "cannot resolve %s: %s",
-		    s->env->cfg->upstream.host, evutil_gai_strerror(result));
+		    s->host, evutil_gai_strerror(result));
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
 		return;
 	}
@@ -1311,7 +1347,6 @@ relay_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 static void
 relay_resolve(struct relay_session *s)
 {
-	const struct cfg_upstream *u = &s->env->cfg->upstream;
 	struct evutil_addrinfo hints;
 	struct evdns_getaddrinfo_request *req;
 	struct relay_dns_arg *da;
@@ -1328,9 +1363,9 @@ relay_resolve(struct relay_session *s)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	snprintf(port, sizeof(port), "%u", u->port);
+	snprintf(port, sizeof(port), "%u", s->port);
 	relay_expect(s, RELAY_RESOLVING);
-	req = evdns_getaddrinfo(s->env->dns, u->host, port, &hints,
+	req = evdns_getaddrinfo(s->env->dns, s->host, port, &hints,
 	    relay_dns_cb, da);
 	if (req != NULL)
 		s->dns = req;
@@ -1386,6 +1421,8 @@ relay_free(struct relay_session *s)
 	if (s->ai != NULL)
 		evutil_freeaddrinfo(s->ai);
 	cfg_secret_clear(&s->secret);
+	free(s->host);
+	free(s->username);
 	free(s);
 }
 
@@ -1440,7 +1477,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	}
 	log_msg(o == RELAY_OK ? LOG_INFO : LOG_NOTICE, NULL, "relay session=%"
 	    PRIu64 " closed relay=%s messages=%u outcome=%s reason=\"%s\"",
-	    s->id, s->peer[0] != '\0' ? s->peer : env->cfg->upstream.host,
+	    s->id, s->peer[0] != '\0' ? s->peer : s->host,
 	    s->nmsgs, relay_stroutcome(o), reason);
 	end.was_ready = (s->flags & RF_WASREADY) != 0;
 	end.outcome = o;
@@ -1463,6 +1500,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 struct relay_session *
 relay_new(struct relay_env *env, uint64_t id)
 {
+	const struct cfg_upstream *u = &env->cfg->upstream;
 	struct relay_session *s;
 	struct timeval now = { 0, 0 };
 
@@ -1470,8 +1508,15 @@ relay_new(struct relay_env *env, uint64_t id)
 		return NULL;
 	s->id = id;
 	s->env = env;
+	s->tls = u->tls;
+	s->port = u->port;
 	reply_init(&s->reply);
-	if ((s->timer = evtimer_new(env->base, relay_timercb, s)) == NULL) {
+	if ((s->host = strdup(u->host)) == NULL ||
+	    (u->username != NULL &&
+	    (s->username = strdup(u->username)) == NULL) ||
+	    (s->timer = evtimer_new(env->base, relay_timercb, s)) == NULL) {
+		free(s->host);
+		free(s->username);
 		free(s);
 		return NULL;
 	}

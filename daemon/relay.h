@@ -34,6 +34,7 @@ struct queue;
 struct queue_msg;
 struct reply;
 struct relay_session;
+struct sockaddr;
 
 /* What a reply (or a local event) means for a message or the queue. */
 enum relay_outcome {
@@ -153,5 +154,10 @@ enum relay_outcome relay_classify(enum relay_stage stage,
 /* What the user must do about an AUTH rejection, in plain words. */
 const char *relay_auth_advice(const struct reply *r);
 const char *relay_stroutcome(enum relay_outcome o);
+/*
+ * True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: the only addresses
+ * a session with tls = "none" connects to.  Exposed for the tests.
+ */
+bool relay_is_loopback(const struct sockaddr *sa);
 
 #endif

@@ -71,6 +71,8 @@ struct sched {
 	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
 	char *ca_file;			/* owned: what ssl_ctx trusts (NULL:
 					 * the system store) */
+	bool tls_broken;		/* ca_file did not load: nothing
+					 * expires until it does */
 	struct relay_ops ops;
 	struct relay_env env;
 	TAILQ_HEAD(, sched_msg) due;	/* owned entries */
@@ -349,32 +351,37 @@ sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
 	sched_finish(s, e);
 }
 
+/* When m fails for good: retry.give_up_after after its arrival. */
+static uint64_t
+sched_deadline_ms(const struct sched *s, const struct queue_msg *m)
+{
+	return ((uint64_t)m->arrival + s->cfg->retry.give_up_after) * 1000;
+}
+
 /*
- * Defers e: one more attempt counted, the next one at `when` (0: after the
- * backoff), recorded in the spool; or gives up when the message is older
- * than retry.give_up_after (never during a pause: not its fault).
+ * Defers e after a transaction that tried it: one more attempt counted,
+ * the next one after the backoff, recorded in the spool; or gives up when
+ * the message is older than retry.give_up_after.
  */
 static void
-sched_defer(struct sched *s, struct sched_msg *e, uint64_t when,
-    bool pause, const char *reason, const struct relay_result *res)
+sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
+    const struct relay_result *res)
 {
-	const struct cfg_retry *rc = &s->cfg->retry;
 	struct queue_msg *m = e->m;
-	uint64_t now = sched_now_ms(), deadline;
+	uint64_t now = sched_now_ms(), deadline = sched_deadline_ms(s, m), when;
 	unsigned attempts = m->attempts + 1;
 	char nb[32], q[RELAY_REPLY_MAX + 16];
 	const char *why;
 	size_t i;
 	int r;
 
-	deadline = ((uint64_t)m->arrival + rc->give_up_after) * 1000;
-	if (!pause && now >= deadline) {
+	if (now >= deadline) {
 		sched_give_up(s, e, reason);
 		return;
 	}
-	if (when == 0)
-		when = now + sched_backoff_ms(rc, attempts, sched_random());
-	if (!pause && when > deadline)
+	when = now + sched_backoff_ms(&s->cfg->retry, attempts,
+	    sched_random());
+	if (when > deadline)
 		when = deadline;
 	r = queue_set_schedule(s->queue, m, attempts,
 	    (time_t)((when + 999) / 1000), reason);
@@ -495,20 +502,43 @@ sched_upstream_ok(struct sched *s)
 }
 
 /*
+ * Fails the due messages older than retry.give_up_after: those that wait
+ * for a failing upstream expire at its first failure past their deadline.
+ */
+static void
+sched_expire_due(struct sched *s, const char *reason)
+{
+	uint64_t now = sched_now_ms();
+	struct sched_msg *e, *next;
+
+	for (e = TAILQ_FIRST(&s->due); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, entry);
+		if (now < sched_deadline_ms(s, e->m))
+			continue;
+		sched_detach(s, e);
+		sched_give_up(s, e, reason);
+	}
+}
+
+/*
  * The upstream failed (a session could not get ready, or an account
- * problem): back off, defer every due message to the next probe, quit
- * idle sessions.
+ * problem): back off, quit idle sessions.  The due messages just wait for
+ * the next probe (sched_arm()): the failure is not theirs, so nothing is
+ * written per message.  A write and an fdatasync for each would stall the
+ * loop at every failed probe (a minute for 100,000 messages).  Only those
+ * past retry.give_up_after fail, and none during a pause or while
+ * upstream.ca_file does not load: the account or the configuration is at
+ * fault, not the message.
  */
 static void
 sched_upstream_fail(struct sched *s, enum sched_upstream st,
     const char *reason)
 {
-	struct sched_msg *e;
 	struct sched_conn *c, *next;
 	struct relay_session *rs;
 	char nb[32], q[RELAY_REPLY_MAX + 16];
 	bool pause = st == SCHED_UP_PAUSED_CREDENTIALS ||
-	    st == SCHED_UP_PAUSED_QUOTA;
+	    st == SCHED_UP_PAUSED_QUOTA || s->tls_broken;
 
 	s->failures++;
 	s->gen++;
@@ -520,10 +550,8 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 	    "next=%s reason=\"%s\"", pause ? "paused" : "unavailable",
 	    s->failures, sched_fmt_time(s->retry_ms, nb, sizeof(nb)),
 	    log_quote(q, sizeof(q), reason));
-	while ((e = TAILQ_FIRST(&s->due)) != NULL) {
-		sched_detach(s, e);
-		sched_defer(s, e, s->retry_ms, pause, reason, NULL);
-	}
+	if (!pause)
+		sched_expire_due(s, reason);
 	/* Idle sessions quit now; the others when they are next ready. */
 	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
@@ -785,7 +813,7 @@ sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
 		    res->reply);
 		return;
 	}
-	sched_defer(s, e, 0, false, res->reply, res);
+	sched_defer(s, e, res->reply, res);
 	sched_arm(s);
 }
 
@@ -817,7 +845,10 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
  * trust store costs 2-3 MiB, which an idle daemon, or one whose upstream
  * is down, does not pay (SPEC §9).  When it cannot be made (a ca_file
  * that looks like PEM but does not parse, out of memory) the session
- * ends before ready, which fails the upstream with this reason.
+ * ends before ready, which fails the upstream with this reason; as with
+ * a pause, nothing expires meanwhile (s->tls_broken): a local
+ * configuration error must not bounce mail.  Each probe tries again, so
+ * fixing the file is enough.
  */
 static SSL_CTX *
 sched_tls_ctx(void *arg, char *reason, size_t sz)
@@ -829,12 +860,15 @@ sched_tls_ctx(void *arg, char *reason, size_t sz)
 	if (s->ssl_ctx != NULL)
 		return s->ssl_ctx;
 	if ((r = tls_ctx_new(s->ca_file, &s->ssl_ctx, &err)) < 0) {
-		snprintf(reason, sz, "%s", err != NULL ? err : strerror(-r));
+		snprintf(reason, sz, "%.400s; fix upstream.ca_file (nothing "
+		    "expires meanwhile)", err != NULL ? err : strerror(-r));
 		free(err);
+		s->tls_broken = true;
 		log_msg(LOG_ERR, NULL, "tls error=\"%s\"",
 		    log_quote(q, sizeof(q), reason));
 		return NULL;
 	}
+	s->tls_broken = false;
 	return s->ssl_ctx;
 }
 
@@ -1057,8 +1091,9 @@ sched_count(const struct sched *s)
 /*
  * The TLS settings of a reload: checked, and the context rebuilt at once
  * when there is one (a new ca_file, or new contents in the same file or
- * the system store, apply to the next session); otherwise only the path
- * is kept for when a session needs a context.  On an error the previous
+ * the system store, apply to the next session), or was tried and
+ * failed; otherwise only the path is kept for when a session needs a
+ * context.  On an error the previous
  * settings (path and context) stay.
  */
 static int
@@ -1072,18 +1107,19 @@ sched_set_tls(struct sched *s, const char *ca_file, char **err)
 		return r;
 	if (ca_file != NULL && (copy = strdup(ca_file)) == NULL)
 		return -ENOMEM;
-	if (s->ssl_ctx != NULL &&
+	if ((s->ssl_ctx != NULL || s->tls_broken) &&
 	    (r = tls_ctx_new(ca_file, &ctx, err)) < 0) {
 		free(copy);
 		return r;
 	}
 	free(s->ca_file);
 	s->ca_file = copy;
-	if (s->ssl_ctx != NULL) {
+	if (ctx != NULL) {
 		/* Sessions hold their own SSL references; the old context
 		 * is freed when the last of them goes (OpenSSL refcounts). */
 		tls_ctx_free(s->ssl_ctx);
 		s->ssl_ctx = ctx;
+		s->tls_broken = false;
 	}
 	return 0;
 }

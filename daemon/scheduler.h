@@ -14,7 +14,10 @@
  * The upstream has a state: ok, retrying (connection, TLS or protocol
  * failures), paused for credentials (AUTH rejected) or paused for quota
  * (550 5.4.5).  While it is not ok, one session at a time probes it when
- * the backoff is over; nothing bounces for a pause.  Messages retry with
+ * the backoff is over, and the due messages wait for that probe in memory:
+ * an upstream failure is recorded nowhere per message (with 100,000 queued
+ * messages, a journal write each would block the loop at every probe).
+ * Nothing bounces for a pause.  Messages retry with
  * exponential backoff (retry.initial doubling up to retry.max, +-10%
  * jitter) and fail for good after retry.give_up_after, which produces one
  * delivery status notification (dsn.c) unless the sender is <>.

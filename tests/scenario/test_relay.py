@@ -12,11 +12,15 @@ import os
 import re
 import signal
 import smtplib
+import socket
+import subprocess
+import threading
 import time
 
 import pytest
 
-from harness import Daemon, free_port
+import harness
+from harness import SMARTRELAY, Daemon, free_port
 from fixtures import fakegmail_certs, fakegmail_factory  # noqa: F401
 
 SENDER = "alice@example.net"
@@ -184,7 +188,9 @@ def test_unverified_tls_keeps_mail_queued(relay, fake, reason):
     no_mail_or_auth(fg)
     assert fg.messages == []
     assert len(d.messages()) == 1
-    assert "deferred to=<bob@example.org> attempt=1" in d.log()
+    # The upstream's failure, not the message's: no attempt recorded.
+    assert "deferred to=" not in d.log()
+    assert state_files(d) == 0
 
 
 def test_implicit_tls_wrong_name(relay):
@@ -213,16 +219,25 @@ def test_unusable_ca_file_stops_the_start(
 
 
 def test_ca_file_that_does_not_parse_keeps_mail_queued(relay, tmp_path):
+    # A local configuration error: like a pause, nothing bounces, even
+    # past give_up_after; the log and status say what to fix.
     ca = str(tmp_path / "broken.pem")
     with open(ca, "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
                 "-----END CERTIFICATE-----\n")
-    d, fg = relay(ca=ca)
+    d, fg = relay(ca=ca, initial=1, rmax=1, give_up="2s")
     send(d, ["bob@example.org"])
-    wait_log(d, r"level=err tls error=\"cannot load upstream\.ca_file")
-    wait_log(d, r"upstream unavailable failures=1 .*cannot load upstream")
+    wait_log(d, r"level=err tls error=\"cannot load upstream\.ca_file"
+                r"[^\"]*fix upstream\.ca_file")
+    wait_log(d, r"upstream paused failures=1 .*cannot load upstream")
+    wait_log(d, r"upstream paused failures=5 ", timeout=20)   # ~4 s
     no_mail_or_auth(fg)
+    assert "expired" not in d.log() and "bounced" not in d.log()
+    assert "notification" not in d.log()
     assert len(d.messages()) == 1
+    st = subprocess.run([SMARTRELAY, "-c", d.conf, "status"],
+                        capture_output=True, text=True, timeout=10)
+    assert "fix upstream.ca_file" in st.stdout, st.stdout + st.stderr
     assert d.proc.poll() is None
 
 
@@ -266,6 +281,146 @@ def test_reload_with_the_right_ca_file_drains_the_queue(
     wait_until(lambda: d.messages() == [], what="spool empty")
 
 
+# ---- tls = "none": loopback only, and never taken up by a live session ----
+
+def line_server(host, script):
+    """A raw upstream on host: (port, record, thread); serves one
+    connection with script(conn, readline, record)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, 0))
+    srv.listen(1)
+    srv.settimeout(20)
+    record = {"lines": []}
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        finally:
+            srv.close()
+        with c:
+            c.settimeout(20)
+            f = c.makefile("rb")
+
+            def readline():
+                line = f.readline()
+                record["lines"].append(line)
+                return line
+            try:
+                script(c, readline, record)
+            except OSError:
+                pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv.getsockname()[1], record, t
+
+
+def plain_upstream(tmp, host, port, tls):
+    pw = os.path.join(str(tmp), "pw")
+    with open(pw, "w") as f:
+        f.write("abcdefghijklmnop\n")
+    os.chmod(pw, 0o600)
+    return ('upstream = { host = "%s"; port = %d; tls = "%s"; %s'
+            'username = "u@example.net"; password_file = "%s"; '
+            'timeout = 30; };\n'
+            'retry = { initial = 60; max = 60; give_up_after = "1h"; };\n'
+            % (host, port, tls, 'insecure_plaintext = true; '
+               if tls == "none" else "", pw))
+
+
+def test_reload_to_tls_none_does_not_change_a_live_session(tmp_path):
+    # The session began with STARTTLS and waits for its EHLO reply when a
+    # reload switches to tls = "none": it must still do STARTTLS, never
+    # AUTH in clear text.
+    ehlo_seen, go = threading.Event(), threading.Event()
+
+    def script(c, readline, record):
+        c.sendall(b"220 slow.test ESMTP\r\n")
+        readline()
+        ehlo_seen.set()
+        go.wait(20)
+        c.sendall(b"250-slow.test\r\n250-AUTH PLAIN LOGIN\r\n"
+                  b"250 STARTTLS\r\n")
+        readline()
+    port, rec, t = line_server("127.0.0.1", script)
+    d = Daemon(tmp_path, upstream=plain_upstream(tmp_path, "127.0.0.1",
+                                                 port, "starttls"))
+    try:
+        d.start()
+        send(d, ["bob@example.org"])
+        assert ehlo_seen.wait(20)
+        start = len(d.log())
+        d.upstream = plain_upstream(tmp_path, "127.0.0.1", port, "none")
+        d.write_config()
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded config=", start_at=start)
+        go.set()
+        t.join(20)
+        assert rec["lines"][0].startswith(b"EHLO ")
+        assert rec["lines"][1] == b"STARTTLS\r\n", rec["lines"]
+    finally:
+        d.stop()
+
+
+def local_non_loopback_address():
+    """This host's address on its default route, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.connect(("192.0.2.1", 9))
+            ip = u.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+def can_unshare():
+    return subprocess.run(["unshare", "-rm", "true"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(local_non_loopback_address() is None or
+                    not can_unshare(), reason="needs a non-loopback address "
+                    "and unshare -rm (to give the daemon its own /etc/hosts)")
+def test_tls_none_connects_to_loopback_only(tmp_path, monkeypatch):
+    # tls = "none" with host "localhost": when /etc/hosts does not say
+    # 127.0.0.1, whatever the name resolves to must not get the password
+    # in clear text.  The daemon runs with its own /etc/hosts that maps
+    # localhost to this host's non-loopback address, where a raw server
+    # listens.
+    ip = local_non_loopback_address()
+
+    def script(c, readline, record):
+        c.sendall(b"220 remote.test ESMTP\r\n")
+        readline()
+        c.sendall(b"250-remote.test\r\n250 AUTH PLAIN LOGIN\r\n")
+        readline()
+    port, rec, t = line_server("0.0.0.0", script)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("%s localhost\n" % ip)
+    wrapper = tmp_path / "smartrelayd"
+    wrapper.write_text('#!/bin/sh\nexec unshare -rm sh -c \'mount --bind '
+                       '"$0" /etc/hosts && exec "$@"\' %s %s "$@"\n'
+                       % (hosts, os.path.abspath(harness.SMARTRELAYD)))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(harness, "SMARTRELAYD", str(wrapper))
+    d = Daemon(tmp_path, upstream=plain_upstream(tmp_path, "localhost",
+                                                 port, "none"))
+    try:
+        d.start()
+        send(d, ["bob@example.org"])
+        wait_log(d, r"upstream unavailable failures=1 ")
+        t.join(1)
+        assert rec["lines"] == []      # never connected
+        assert re.search(r"upstream unavailable failures=1 .*refusing "
+                         r"localhost\[%s\]:%d: tls = \S*none\S* allows "
+                         r"only a loopback address" % (re.escape(ip), port),
+                         d.log())
+    finally:
+        d.stop()
+
+
 # ---- one session for many messages ---------------------------------------
 
 def test_backlog_of_200_uses_few_sessions(
@@ -298,6 +453,59 @@ def test_backlog_of_200_uses_few_sessions(
     assert all(len([a for a in s.auth]) == 1 for s in sessions)
     assert sorted(m.rcpts[0] for m in fg.messages) == \
         sorted("r%d@example.org" % i for i in range(200))
+
+
+def state_files(d):
+    """How many messages have a state journal (msg/ID.state)."""
+    return len([f for f in os.listdir(os.path.join(d.spool, "msg"))
+                if f.endswith(".state")])
+
+
+def greeting_delays(d, seconds):
+    """Connects to the daemon again and again: the delays to each 220."""
+    delays = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as c:
+            assert c.recv(512).startswith(b"220")
+            delays.append(time.monotonic() - t0)
+            c.sendall(b"QUIT\r\n")
+        time.sleep(0.01)
+    return delays
+
+
+def test_failed_probes_do_not_stall_a_big_queue(
+        relay, fakegmail_factory):  # noqa: F811
+    # An upstream failure is not the messages' fault: nothing is written
+    # per message, so a failed probe costs the same with 2000 queued
+    # messages as with one (a write + fdatasync each stalled the loop
+    # for ~1 s per probe, for a minute at 100k).
+    port = free_port()      # nothing listens there: connection refused
+    fg = fakegmail_factory()
+    d, _ = relay(fg=fg, port=port, initial=3600, rmax=3600, debug=False)
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+        for i in range(2000):
+            s.sendmail(SENDER, ["r%d@example.org" % i],
+                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+    assert len(d.messages()) == 2000
+    journals = state_files(d)
+    # Restart with the 2000 due at once and a probe about every second.
+    d.stop()
+    d.upstream = upstream_conf(d.dir, fg, port=port, initial=1, rmax=1)
+    d.write_config()
+    start = len(d.log())
+    d.start()
+    delays = greeting_delays(d, 6)
+    probes = len(re.findall(r"upstream unavailable failures=",
+                            d.log()[start:]))
+    print("%d failed probes, %d connections: worst 220 after %.0f ms, "
+          "journals %d -> %d" % (probes, len(delays), max(delays) * 1000,
+                                 journals, state_files(d)))
+    assert probes >= 4
+    assert max(delays) < 0.2, sorted(delays)[-5:]
+    assert state_files(d) == journals
+    assert len(d.messages()) == 2000
 
 
 # ---- the failure table ----------------------------------------------------
@@ -400,8 +608,8 @@ def test_backoff_follows_config(relay):
     print("backoff gaps: " + " ".join("%.2f" % g for g in gaps))
     for gap, want in zip(gaps, [1, 2, 4, 4]):
         assert want * 0.88 <= gap <= want * 1.12 + 0.25, (gaps, want)
-    wait_log(d, r"deferred to=<bob@example\.org> attempt=4")
-    assert "bounced" not in d.log()
+    wait_log(d, r"upstream unavailable failures=4 ")
+    assert "deferred to=" not in d.log() and "bounced" not in d.log()
 
 
 def test_give_up_sends_one_dsn_and_none_for_null_sender(
@@ -635,7 +843,7 @@ def test_record_removed_behind_its_back_is_forgotten(
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=1)
     send(d, ["a@example.org"])
     send(d, ["b@example.org"])
-    wait_log(d, r"deferred to=<b@example\.org>")
+    wait_log(d, r"upstream unavailable failures=2 ")   # both waiting
     gone = d.messages()[0]
     for name in (gone, gone + ".state"):
         try:

@@ -1,6 +1,7 @@
 /*
- * queue_private.h: what queue.c shares with queue_maildrop.c and with
- * nobody else.  The on-disk format is described at the top of queue.c.
+ * queue_private.h: what queue.c shares with queue_maildrop.c and
+ * queue_format.c and with nobody else.  The on-disk format is described at
+ * the top of queue.c.
  */
 #ifndef SMARTRELAY_QUEUE_PRIVATE_H
 #define SMARTRELAY_QUEUE_PRIVATE_H
@@ -65,5 +66,18 @@ DIR *queue_opendir(int dirfd);
 int queue_scan_msg(struct queue *q, struct queue_ent **entsp, size_t *np);
 /* Sorts by id (arrival order), a record before its journal. */
 int queue_ent_cmp(const void *a, const void *b);
+
+/* queue_format.c: the text of records and journals, no I/O. */
+
+/* Frees what a failed parse allocated and zeroes m. */
+void queue_msg_clear(struct queue_msg *m);
+/* Copies src as one printable ASCII line, at most QUEUE_MAX_REPLY bytes. */
+size_t queue_sanitize(char *dst, const char *src);
+/*
+ * Formats "CRC32 payload\n" into line (*lenp bytes); -EINVAL when the line
+ * would exceed QUEUE_LINE_MAX.
+ */
+int queue_journal_format(char line[QUEUE_LINE_MAX + 1], const char *payload,
+    size_t *lenp);
 
 #endif

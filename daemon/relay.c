@@ -8,7 +8,8 @@
  * answered, authenticated) are flags; the transaction (one message with
  * its pending recipients) is its own struct.  Every way a session ends
  * goes through relay_close() with a reason=, and the memory is freed from
- * a fresh event.
+ * a fresh event.  What a reply means apart from the session (SPEC §6's
+ * classification, the AUTH advice, the EHLO keywords) is in relay_reply.c.
  *
  * Security rules that hold whatever the upstream says: AUTH and MAIL are
  * only ever sent once RF_TLS is set, which only a verified handshake sets
@@ -30,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -48,6 +48,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "queue.h"
+#include "relay_private.h"
 #include "reply.h"
 #include "tls.h"
 
@@ -79,14 +80,6 @@ enum relay_state {
 #define RF_AUTHED	0x04	/* AUTH succeeded */
 #define RF_WASREADY	0x08	/* reached RELAY_READY once */
 #define RF_ENDNOW	0x10	/* end the transaction from the timer */
-
-#define EXT_STARTTLS	0x01
-#define EXT_PIPELINING	0x02
-#define EXT_8BITMIME	0x04
-#define EXT_SMTPUTF8	0x08
-#define EXT_SIZE	0x10
-#define EXT_AUTH_PLAIN	0x20
-#define EXT_AUTH_LOGIN	0x40
 
 /* Per-recipient progress inside a transaction. */
 enum relay_rstate {
@@ -170,22 +163,6 @@ relay_strstate(enum relay_state st)
 	    names[st] : "?";
 }
 
-const char *
-relay_stroutcome(enum relay_outcome o)
-{
-	switch (o) {
-	case RELAY_OK:
-		return "ok";
-	case RELAY_TEMPFAIL:
-		return "tempfail";
-	case RELAY_PERMFAIL:
-		return "permfail";
-	case RELAY_PAUSE:
-		return "pause";
-	}
-	return "?";
-}
-
 /* Moves to a new state; every transition is logged at debug level. */
 static void
 relay_enter_state(struct relay_session *s, enum relay_state st)
@@ -193,75 +170,6 @@ relay_enter_state(struct relay_session *s, enum relay_state st)
 	log_msg(LOG_DEBUG, NULL, "relay session=%" PRIu64 " state %s -> %s",
 	    s->id, relay_strstate(s->state), relay_strstate(st));
 	s->state = st;
-}
-
-/* ---- classification (SPEC §6's table) ---- */
-
-enum relay_outcome
-relay_classify(enum relay_stage stage, const struct reply *r,
-    enum relay_pause *pause)
-{
-	unsigned cls = r->code / 100;
-
-	*pause = RELAY_PAUSE_NONE;
-	if (cls == 2 || cls == 3)
-		return RELAY_OK;
-	if (r->code == 421)
-		return RELAY_TEMPFAIL;
-	if (stage == RELAY_STAGE_AUTH) {
-		/* 535 5.7.8, 534 5.7.9, 534 5.7.14, 454 4.7.0 and any 5xx:
-		 * the account's problem, never the messages'. */
-		if (cls == 5 || r->code == 454) {
-			*pause = RELAY_PAUSE_CREDENTIALS;
-			return RELAY_PAUSE;
-		}
-		return RELAY_TEMPFAIL;
-	}
-	if (r->code == 550 && reply_enhanced_is(r, "5.4.5")) {
-		*pause = RELAY_PAUSE_QUOTA;
-		return RELAY_PAUSE;
-	}
-	if (stage == RELAY_STAGE_MAIL && r->code == 530) {
-		/* "Authentication Required" / "Must issue STARTTLS": ours. */
-		*pause = RELAY_PAUSE_CREDENTIALS;
-		return RELAY_PAUSE;
-	}
-	if (cls == 4)
-		return RELAY_TEMPFAIL;
-	switch (stage) {
-	case RELAY_STAGE_MAIL:
-	case RELAY_STAGE_RCPT:
-	case RELAY_STAGE_DATA:
-	case RELAY_STAGE_DOT:
-		return RELAY_PERMFAIL;
-	default:
-		/* A broken session is not the message's fault. */
-		return RELAY_TEMPFAIL;
-	}
-}
-
-const char *
-relay_auth_advice(const struct reply *r)
-{
-	if (reply_enhanced_is(r, "5.7.9"))
-		return "the account uses 2-Step Verification: create an App "
-		    "Password (Google Account > Security > App passwords) and "
-		    "put it in upstream.password_file";
-	if (reply_enhanced_is(r, "5.7.14"))
-		return "Google blocked the sign-in: log in to the account once "
-		    "in a web browser (and confirm it was you), then wait for "
-		    "the retry";
-	if (r->code == 454)
-		return "too many login attempts: Google throttles the account; "
-		    "smartrelay retries with backoff, nothing to change unless "
-		    "another program also logs in too often";
-	if (reply_enhanced_is(r, "5.7.8") || r->code == 535)
-		return "user name or password not accepted: check "
-		    "upstream.username and the App Password in "
-		    "upstream.password_file (16 letters; it needs 2-Step "
-		    "Verification; the account password does not work)";
-	return "the upstream refused the login: check upstream.username and "
-	    "upstream.password_file";
 }
 
 /* ---- output ---- */
@@ -553,51 +461,6 @@ relay_reply_str(struct relay_session *s, char *buf, size_t sz)
 	return reply_summary(&s->reply, buf, sz);
 }
 
-/* Reads the EHLO keywords (RFC 5321 §4.1.1.1) we care about. */
-static void
-relay_parse_ehlo(struct relay_session *s)
-{
-	const char *line, *p;
-	size_t pos = 0, len, wl, i = 0;
-
-	s->ext = 0;
-	while (reply_next_line(&s->reply, &pos, &line, &len)) {
-		if (i++ == 0)
-			continue;
-		wl = strcspn(line, " \n");
-		if (wl > len)
-			wl = len;
-#define KW(w) (wl == strlen(w) && strncasecmp(line, w, wl) == 0)
-		if (KW("STARTTLS"))
-			s->ext |= EXT_STARTTLS;
-		else if (KW("PIPELINING"))
-			s->ext |= EXT_PIPELINING;
-		else if (KW("8BITMIME"))
-			s->ext |= EXT_8BITMIME;
-		else if (KW("SMTPUTF8"))
-			s->ext |= EXT_SMTPUTF8;
-		else if (KW("SIZE"))
-			s->ext |= EXT_SIZE;
-		else if (KW("AUTH")) {
-			for (p = line + wl; p < line + len; ) {
-				size_t ml;
-
-				while (p < line + len && *p == ' ')
-					p++;
-				ml = strcspn(p, " \n");
-				if (p + ml > line + len)
-					ml = (size_t)(line + len - p);
-				if (ml == 5 && strncasecmp(p, "PLAIN", 5) == 0)
-					s->ext |= EXT_AUTH_PLAIN;
-				if (ml == 5 && strncasecmp(p, "LOGIN", 5) == 0)
-					s->ext |= EXT_AUTH_LOGIN;
-				p += ml;
-			}
-		}
-#undef KW
-	}
-}
-
 /* Sends EHLO with our host name. */
 static void
 relay_send_ehlo(struct relay_session *s)
@@ -647,7 +510,7 @@ relay_on_ehlo(struct relay_session *s)
 		relay_setup_failed(s, RELAY_STAGE_EHLO, "EHLO refused");
 		return;
 	}
-	relay_parse_ehlo(s);
+	s->ext = relay_ehlo_ext(&s->reply);
 	s->flags |= RF_EHLO;
 	if (s->flags & RF_TLS) {
 		relay_start_auth(s);

@@ -286,6 +286,15 @@ queue_open_sub(int dirfd, const char *name, int *fdp, bool *created)
 	return *fdp == -1 ? -errno : 0;
 }
 
+void
+queue_open_error(char **err, const char *dir, const char *what, int r)
+{
+	if (err != NULL && r != -ENOMEM && asprintf(err, "spool %s%s%s: %s",
+	    dir, what == dir ? "" : "/", what == dir ? "" : what,
+	    strerror(-r)) == -1)
+		*err = NULL;
+}
+
 int
 queue_open(const char *dir, struct queue **qp, char **err)
 {
@@ -330,10 +339,7 @@ queue_open(const char *dir, struct queue **qp, char **err)
 	*qp = q;
 	return 0;
 fail:
-	if (err != NULL && r != -ENOMEM && asprintf(err, "spool %s%s%s: %s",
-	    dir, what == dir ? "" : "/", what == dir ? "" : what,
-	    strerror(-r)) == -1)
-		*err = NULL;
+	queue_open_error(err, dir, what, r);
 	queue_close(q);
 	return r;
 }

@@ -94,10 +94,7 @@ queue_open_existing(const char *dir, struct queue **qp, char **err)
 	*qp = q;
 	return 0;
 fail:
-	if (err != NULL && r != -ENOMEM && asprintf(err, "spool %s%s%s: %s",
-	    dir, what == dir ? "" : "/", what == dir ? "" : what,
-	    strerror(-r)) == -1)
-		*err = NULL;
+	queue_open_error(err, dir, what, r);
 	queue_close(q);
 	return r;
 }

@@ -79,5 +79,7 @@ size_t queue_sanitize(char *dst, const char *src);
  */
 int queue_journal_format(char line[QUEUE_LINE_MAX + 1], const char *payload,
     size_t *lenp);
+/* Sets *err to "spool DIR[/WHAT]: reason" for an opening failure r. */
+void queue_open_error(char **err, const char *dir, const char *what, int r);
 
 #endif

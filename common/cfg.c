@@ -1,5 +1,5 @@
 /*
- * cfg: loading and checking smartrelay.conf (SPEC §3).  See cfg.h.
+ * cfg: loading and checking smartrelay.conf (docs/configuration.md).  See cfg.h.
  *
  * libconfig parses the file; we then walk each group against a table of the
  * keys it may hold (struct cfg_key: name, kind, destination in struct cfg,

@@ -1,5 +1,5 @@
 /*
- * cfg: the configuration (SPEC §3), loaded with libconfig.
+ * cfg: the configuration (docs/configuration.md), loaded with libconfig.
  *
  * cfg_load() reads and validates the whole file: every key of the schema with
  * its default, durations ("90s", "5m", "1h", "5d" or an integer of seconds),

@@ -1,5 +1,5 @@
 /*
- * queue: the durable spool (SPEC §5).  See queue.h for the API and
+ * queue: the durable spool (docs/spool.md).  See queue.h for the API and
  * docs/spool.md for the operator's view.  This file does the files, their
  * fsync ordering and recovery; queue_format.c parses and formats the text
  * described below (envelope and journal lines), queue_maildrop.c lists the
@@ -68,7 +68,7 @@
  * journal that does not end in '\n', the file is truncated after its last
  * '\n', so a torn tail never glues onto a new line.
  *
- * Commit (the order is what makes a 250 durable, SPEC §4):
+ * Commit (the order is what makes a 250 durable, docs/smtp.md):
  *   write tmp/ID; fsync(tmp/ID); rename(tmp/ID, msg/ID); fsync(msg/).
  * A crash before the rename leaves only tmp/ID, which recovery deletes; after
  * the directory fsync the record is durable.  If the directory fsync fails,
@@ -199,20 +199,6 @@ queue_new_id(char id[QUEUE_ID_LEN + 1])
 		next = cand > prev ? cand : prev + 1;
 	} while (!atomic_compare_exchange_weak(&queue_id_last, &prev, next));
 	snprintf(id, QUEUE_ID_LEN + 1, "%016" PRIX64, next);
-}
-
-bool
-queue_id_valid(const char *id)
-{
-	size_t i;
-
-	if (id == NULL)
-		return false;
-	for (i = 0; i < QUEUE_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'A' && id[i] <= 'F')))
-			return false;
-	return id[QUEUE_ID_LEN] == '\0';
 }
 
 /* ---- open and close ----------------------------------------------------- */

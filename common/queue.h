@@ -1,5 +1,5 @@
 /*
- * queue: the durable spool (SPEC §5).  Shared by the daemon and the
+ * queue: the durable spool (docs/spool.md).  Shared by the daemon and the
  * smartrelay tool; the on-disk format is documented at the top of queue.c
  * and in docs/spool.md.
  *

@@ -8,7 +8,7 @@
  * queue.c and in docs/spool.md.
  */
 #include "queue.h"
-#include "queue_private.h"
+#include "queue_format.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +18,20 @@
 #include <string.h>
 
 /* ---- numbers and the checksum ------------------------------------------ */
+
+bool
+queue_id_valid(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return false;
+	for (i = 0; i < QUEUE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'A' && id[i] <= 'F')))
+			return false;
+	return id[QUEUE_ID_LEN] == '\0';
+}
 
 /* IEEE CRC-32 (the zlib one), bitwise: journal lines are short. */
 static uint32_t

@@ -1,7 +1,7 @@
 /*
- * queue_private.h: what queue.c shares with queue_maildrop.c and
- * queue_format.c and with nobody else.  The on-disk format is described at
- * the top of queue.c.
+ * queue_private.h: what queue.c shares with queue_maildrop.c and with
+ * nobody else.  The on-disk format is described at the top of queue.c;
+ * its parsing and formatting are in queue_format.h.
  */
 #ifndef SMARTRELAY_QUEUE_PRIVATE_H
 #define SMARTRELAY_QUEUE_PRIVATE_H
@@ -12,16 +12,12 @@
 #include <sys/types.h>
 
 #include "queue.h"
+#include "queue_format.h"
 
-#define QUEUE_MAGIC		"SMARTRELAY-QUEUE "
 #define QUEUE_JOURNAL_SUFFIX	".state"
-#define QUEUE_LINE_MAX		2048		/* envelope and journal lines */
-#define QUEUE_ENVELOPE_MAX	(16u << 20)
 #define QUEUE_READ_FIRST	4096		/* most envelopes fit */
 #define QUEUE_JOURNAL_MAX	(64u << 20)
 #define QUEUE_WRITER_BUFSIZE	16384		/* per writer, envelope..commit */
-#define QUEUE_TIME_MAX \
-	((uint64_t)(sizeof(time_t) == 8 ? INT64_MAX : INT32_MAX))
 /* "ID.state" and a ".NN" suffix for corrupt/. */
 #define QUEUE_NAME_MAX		(QUEUE_ID_LEN + sizeof(QUEUE_JOURNAL_SUFFIX) + 4)
 
@@ -67,18 +63,6 @@ int queue_scan_msg(struct queue *q, struct queue_ent **entsp, size_t *np);
 /* Sorts by id (arrival order), a record before its journal. */
 int queue_ent_cmp(const void *a, const void *b);
 
-/* queue_format.c: the text of records and journals, no I/O. */
-
-/* Frees what a failed parse allocated and zeroes m. */
-void queue_msg_clear(struct queue_msg *m);
-/* Copies src as one printable ASCII line, at most QUEUE_MAX_REPLY bytes. */
-size_t queue_sanitize(char *dst, const char *src);
-/*
- * Formats "CRC32 payload\n" into line (*lenp bytes); -EINVAL when the line
- * would exceed QUEUE_LINE_MAX.
- */
-int queue_journal_format(char line[QUEUE_LINE_MAX + 1], const char *payload,
-    size_t *lenp);
 /* Sets *err to "spool DIR[/WHAT]: reason" for an opening failure r. */
 void queue_open_error(char **err, const char *dir, const char *what, int r);
 

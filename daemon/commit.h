@@ -6,7 +6,7 @@
  * their finished writers to a few worker threads, which fsync and rename
  * records in parallel and share the fsyncs of msg/ between all renames made
  * before each (queue_writer_sync/publish, queue_sync_dir,
- * queue_writer_finish).  A 250 still means exactly what SPEC §4 says: the
+ * queue_writer_finish).  A 250 still means exactly what docs/smtp.md says: the
  * callback runs in the loop thread only after the record and the directory
  * are on stable storage.
  *

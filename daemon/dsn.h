@@ -1,6 +1,6 @@
 /*
  * dsn: delivery status notifications for permanent failures (RFC 3464,
- * SPEC §6).
+ * docs/relay.md).
  *
  * When every recipient of a message is done and some failed, the
  * scheduler asks for one notice: a multipart/report message (a human

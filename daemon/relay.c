@@ -8,7 +8,7 @@
  * answered, authenticated) are flags; the transaction (one message with
  * its pending recipients) is its own struct.  Every way a session ends
  * goes through relay_close() with a reason=, and the memory is freed from
- * a fresh event.  What a reply means apart from the session (SPEC §6's
+ * a fresh event.  What a reply means apart from the session (docs/relay.md's
  * classification, the AUTH advice, the EHLO keywords) is in relay_reply.c.
  *
  * Security rules that hold whatever the upstream says: AUTH and MAIL are

@@ -1,5 +1,5 @@
 /*
- * relay: the outbound SMTP client session to the smart host (SPEC §6).
+ * relay: the outbound SMTP client session to the smart host (docs/relay.md).
  *
  * One struct relay_session per upstream connection, driven by libevent: it
  * resolves upstream.host (evdns, /etc/hosts honoured), connects to each
@@ -146,7 +146,7 @@ void relay_quit(struct relay_session *s, const char *reason);
 void relay_stop(struct relay_session *s);
 
 /*
- * Classifies a reply at a stage into the actions of SPEC §6's table.
+ * Classifies a reply at a stage into the actions of docs/relay.md's failure table.
  * *pause tells which pause for RELAY_PAUSE.  Exposed for the tests.
  */
 enum relay_outcome relay_classify(enum relay_stage stage,

@@ -1,6 +1,6 @@
 /*
  * relay_reply: what the upstream's replies mean, apart from any session.
- * Classifies a reply into the actions of SPEC §6's table, explains an AUTH
+ * Classifies a reply into the actions of docs/relay.md's failure table, explains an AUTH
  * rejection (Gmail's codes) in plain words, and reads the EHLO keywords.
  * relay.c's state machine calls these; they keep no state and do no I/O,
  * so the unit tests can call them directly.
@@ -30,7 +30,7 @@ relay_stroutcome(enum relay_outcome o)
 	return "?";
 }
 
-/* ---- classification (SPEC §6's table) ---- */
+/* ---- classification (docs/relay.md's failure table) ---- */
 
 enum relay_outcome
 relay_classify(enum relay_stage stage, const struct reply *r,

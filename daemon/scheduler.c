@@ -5,7 +5,7 @@
  * SM_WAITING (in the heap, until due_ms), SM_INFLIGHT (handed to the
  * session conn->id).  Every change of the spool state happens here, right
  * after the relay reported the reply that caused it, so a crash re-sends at
- * most what was in flight (SPEC §5).
+ * most what was in flight (docs/spool.md).
  *
  * Sessions are opened from sched_run(), which a zero-delay "kick" event
  * runs: never inside a relay callback or an inbound session's stack.  A
@@ -843,7 +843,7 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
 /*
  * The TLS context, made for the first handshake: loading OpenSSL and a
  * trust store costs 2-3 MiB, which an idle daemon, or one whose upstream
- * is down, does not pay (SPEC §9).  When it cannot be made (a ca_file
+ * is down, does not pay (docs/performance.md).  When it cannot be made (a ca_file
  * that looks like PEM but does not parse, out of memory) the session
  * ends before ready, which fails the upstream with this reason; as with
  * a pause, nothing expires meanwhile (s->tls_broken): a local

@@ -1,5 +1,5 @@
 /*
- * scheduler: the scheduler between the queue and the upstream (SPEC §5,
+ * scheduler: the scheduler between the queue and the upstream (docs/spool.md,
  * §6).  Its prefix is sched_; the file is not "sched.h", which would
  * shadow the system header that pthread.h includes.
  *

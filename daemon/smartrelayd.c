@@ -388,7 +388,7 @@ daemon_reload(struct daemon *d)
 	return 0;
 }
 
-/* SIGHUP: reload the configuration (SPEC §3), telling systemd about it. */
+/* SIGHUP: reload the configuration (docs/configuration.md), telling systemd about it. */
 static void
 daemon_signal_reload(evutil_socket_t sig, short what, void *arg)
 {

@@ -1,5 +1,5 @@
 /*
- * smtp: the inbound ESMTP session (SPEC §4), what legacy software talks to.
+ * smtp: the inbound ESMTP session (docs/smtp.md), what legacy software talks to.
  *
  * One struct smtp_session per client connection, driven by a libevent
  * bufferevent.  The session is a state machine (enum smtp_state) with a

@@ -1,5 +1,5 @@
 /*
- * sysd: the daemon's conversation with systemd (SPEC §7), through
+ * sysd: the daemon's conversation with systemd (docs/systemd.md), through
  * sd_notify(3).
  *
  * READY=1 once the queue is recovered and the sockets listen, RELOADING=1

@@ -1,5 +1,5 @@
 /*
- * Benchmark of the spool (SPEC §9): commit latency of 2 KiB messages and the
+ * Benchmark of the spool (docs/performance.md): commit latency of 2 KiB messages and the
  * time queue_recover() takes over a large spool.
  *
  *   queue_recover [SPOOL [N [COMMITS]]]

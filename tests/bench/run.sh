@@ -1,5 +1,5 @@
 #!/bin/bash
-# smartrelay benchmark (SPEC §9), side by side with a private Postfix.
+# smartrelay benchmark (docs/performance.md), side by side with a private Postfix.
 #
 #   tests/bench/run.sh            # as root (or with sudo available)
 #
@@ -417,7 +417,7 @@ bench_latency() {
 # A backlog of UP_N messages is queued while the upstream is down; then the
 # fake Gmail (tests/fakegmail) comes up and the daemon drains the queue.
 # The fake's record counts the TLS handshakes and AUTHs: at most one of
-# each per messages_per_connection messages (SPEC §6, §9).
+# each per messages_per_connection messages (docs/relay.md, docs/performance.md).
 bench_upstream() {
 	local mpc=$UP_MPC n=$UP_N fgport pid i left t0 t1 out limit
 	log "3. upstream: drain a backlog of $n messages, messages_per_connection=$mpc"
@@ -575,7 +575,7 @@ bench_restart() {
 
 summary() {
 	local r
-	printf '\n%-50s | %-78s | %s\n' "target (SPEC §9)" "measured" "verdict"
+	printf '\n%-50s | %-78s | %s\n' "target" "measured" "verdict"
 	printf '%s\n' "$(printf '%.0s-' $(seq 140))"
 	for r in "${RESULTS[@]}"; do
 		IFS='|' read -r a b c <<<"$r"

@@ -2,12 +2,12 @@
 """A fake smtp.gmail.com for smartrelay's tests.
 
 Our machines cannot reach Gmail, so the tests talk to this instead. It
-reproduces what /work/shared/GMAIL.md documents: the greeting and per-session
+reproduces what smtp.gmail.com is documented to do (docs/relay.md): the greeting and per-session
 trace id, the EHLO lists before and after STARTTLS, STARTTLS on one port and
 implicit TLS on another, Google's SNI behaviour (no SNI -> a self-signed "No
 SNI provided" certificate), AUTH PLAIN / LOGIN (and XOAUTH2) checked against a
 user and password, MAIL / RCPT / DATA / BDAT / RSET / NOOP / QUIT with Gmail's
-reply texts, PIPELINING, and every failure GMAIL.md lists, each selectable by
+reply texts, PIPELINING, and every failure Gmail is known to send, each selectable by
 a stable name (see FAILURES).
 
 Design
@@ -64,7 +64,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mkcerts  # noqa: E402  (sibling module)
 
 # ---------------------------------------------------------------------------
-# Gmail's numbers and texts (GMAIL.md)
+# Gmail's numbers and texts, as published in Gmail's session logs
 # ---------------------------------------------------------------------------
 
 MAX_SIZE = 35882577          # SIZE advertised by Gmail, in octets
@@ -861,7 +861,7 @@ class _Session:
                 handler(arg.strip())
 
     def _ehlo_lines(self):
-        """Gmail's EHLO keywords for the current state (GMAIL.md)."""
+        """Gmail's EHLO keywords for the current state."""
         keys = ["SIZE %d" % self.fg.max_size, "8BITMIME"]
         if not self.tls and self.fg.offer_starttls:
             keys.append("STARTTLS")

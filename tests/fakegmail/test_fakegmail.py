@@ -1,5 +1,5 @@
 """Tests of the fake Gmail upstream itself, with real clients (smtplib, swaks,
-raw sockets). Expected texts are written out literally from GMAIL.md so the
+raw sockets). Expected texts are written out literally from Gmail's published replies so the
 fake cannot silently drift from it."""
 
 import json

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 SMARTRELAYD = os.environ.get("SMARTRELAYD", "build/daemon/smartrelayd")
-SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/smartrelay")
+SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/tool/smartrelay")
 SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__),
                                                "..", ".."))
 

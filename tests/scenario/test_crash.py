@@ -1,4 +1,4 @@
-"""kill -9 at random moments while clients send (SPEC §5).
+"""kill -9 at random moments while clients send (docs/spool.md).
 
 Each round starts smartrelayd on the same spool, lets several clients send
 messages as fast as they can, and kills the daemon with SIGKILL at a random

@@ -1,4 +1,4 @@
-"""The upstream doctor, `smartrelay test` (SPEC §2), against the fake Gmail.
+"""The upstream doctor, `smartrelay test` (docs/cli.md), against the fake Gmail.
 
 Each test points a configuration at tests/fakegmail in one failure mode,
 runs the real tool and asserts what a sysadmin sees: the step that failed,

@@ -1,4 +1,4 @@
-"""The inbound SMTP server against real clients (SPEC §4).
+"""The inbound SMTP server against real clients (docs/smtp.md).
 
 Every row of the bad-input table, pipelining, the SMTP smuggling sequences,
 8-bit and SMTPUTF8 messages, a 30 MB message and many concurrent clients,

@@ -1,9 +1,9 @@
-"""The relay to the smart host (SPEC §6) against the fake Gmail.
+"""The relay to the smart host (docs/relay.md) against the fake Gmail.
 
 The real smartrelayd takes mail on loopback and relays it to
 tests/fakegmail: verified TLS (STARTTLS and implicit), AUTH, one session
-for many messages, every failure reply of GMAIL.md with the action of the
-spec's table, backoff timings, give-up and delivery status notifications,
+for many messages, every failure reply Gmail sends with the action of
+docs/relay.md's table, backoff timings, give-up and delivery status notifications,
 and what survives a restart. Retry values are seconds so that the whole
 file runs in a few minutes.
 """

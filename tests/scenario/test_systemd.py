@@ -1,4 +1,4 @@
-"""smartrelayd under systemd (SPEC §7), tested piece by piece.
+"""smartrelayd under systemd (docs/systemd.md), tested piece by piece.
 
 There is no systemd as PID 1 here, so each piece is checked on its own:
 a NOTIFY_SOCKET datagram socket collects what the daemon tells the service

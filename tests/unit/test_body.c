@@ -1,5 +1,5 @@
 /*
- * Unit tests of the DATA filter (daemon/body.c): end of data, dot-stuffing,
+ * Unit tests of the DATA filter (common/body.c): end of data, dot-stuffing,
  * bare CR/LF normalisation, the SMTP smuggling sequences, added headers.
  */
 #include <setjmp.h>

@@ -1,7 +1,7 @@
 /*
  * Unit tests of the scheduler's decisions: the backoff arithmetic (doubling,
  * cap, jitter bounds), the classification of upstream replies into the
- * actions of SPEC §6's table (with Gmail's texts from GMAIL.md), the AUTH
+ * actions of docs/relay.md's failure table (with Gmail's reply texts), the AUTH
  * advice, who receives a delivery status notification, and the in-memory
  * queue's bookkeeping.
  */

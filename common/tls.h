@@ -1,5 +1,5 @@
 /*
- * tls: the client side of TLS to the smart host (SPEC §6).
+ * tls: the client side of TLS to the smart host (docs/relay.md).
  *
  * One SSL_CTX for all upstream sessions: TLS 1.2 at least, peer
  * verification on (a failed chain aborts the handshake), trust from

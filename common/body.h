@@ -1,5 +1,5 @@
 /*
- * body: the DATA filter of the inbound session (SPEC §4).
+ * body: the DATA filter of the inbound session (docs/smtp.md).
  *
  * It turns the raw bytes a client sends after "354" into the message we
  * queue: it finds the end of data, undoes dot-stuffing, normalises bare LF

@@ -1,5 +1,5 @@
 /*
- * cli_test: "smartrelay test", the upstream doctor (SPEC §2, docs/cli.md).
+ * cli_doctor: "smartrelay test", the upstream doctor (docs/cli.md).
  *
  * A small blocking SMTP client, separate from the daemon's asynchronous
  * relay, that walks through what the relay does with the configured
@@ -8,7 +8,7 @@
  * TLS with the certificate chain and name, EHLO, AUTH and, with --to, a
  * short test message.  Each step prints one line, "STEP ok DETAIL" or
  * "STEP FAILED DETAIL"; a failure is followed by what it means and how to
- * fix it, in the words of GMAIL.md's troubleshooting.  It uses the same
+ * fix it, in the words of docs/relay.md's failure table.  It uses the same
  * TLS setup (tls.c), reply parser (reply.c) and password reader (cfg.c)
  * as the daemon, so what it sees is what the relay will see.
  *
@@ -1156,7 +1156,7 @@ doc_auth_login(struct doc *d, const char *user, const struct cfg_secret *s)
 	    (const unsigned char *)s->buf, s->len), true);
 }
 
-/* Explains an AUTH refusal (GMAIL.md, "Failures"). */
+/* Explains an AUTH refusal (docs/relay.md, the failure table). */
 static void
 doc_auth_help(const struct doc *d)
 {
@@ -1488,7 +1488,7 @@ doc_args(struct cli *c, struct doc *d, int argc, char **argv)
 }
 
 int
-cli_test(struct cli *c, int argc, char **argv)
+cli_doctor(struct cli *c, int argc, char **argv)
 {
 	struct doc d = { .fd = -1 };
 	int r;

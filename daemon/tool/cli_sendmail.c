@@ -1,5 +1,5 @@
 /*
- * cli_sendmail: the sendmail interface (SPEC §2, docs/cli.md).
+ * cli_sendmail: the sendmail interface (docs/cli.md).
  *
  * A submission reads the message from stdin and stores it in the maildrop
  * (common/queue.c), from where the daemon moves it into the queue.  The

@@ -1,11 +1,11 @@
 /*
  * cli: the smartrelay tool's shared pieces (docs/cli.md).
  *
- * smartrelay.c holds main(): the name it was called by, the privilege
- * model and the configuration; cli_queue.c the queue commands (queue,
- * flush, delete, status); cli_sendmail.c the sendmail interface;
- * cli_msg.c the message-header helpers of sendmail -t; cli_test.c the
- * upstream doctor (smartrelay test).
+ * smartrelay.c holds main() and the name the tool was called by; cli.c
+ * the privilege model, error messages and the configuration; cli_queue.c
+ * the queue commands (queue, flush, delete, status); cli_sendmail.c the
+ * sendmail interface; cli_msg.c the message-header helpers of sendmail
+ * -t; cli_doctor.c the upstream doctor (smartrelay test).
  *
  * Privileges.  The tool may be installed setgid to the submitters' group
  * (the group of SPOOL/maildrop).  main() moves that group out of the
@@ -38,6 +38,8 @@ struct cli {
 void cli_err(const struct cli *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Sets up the process and the setgid group at start (cli.c). */
+void cli_priv_init(struct cli *c);
 /* Loads c->cfg_path (dropping the group first when it is untrusted). */
 int cli_load_cfg(struct cli *c);
 /* The setgid group in the effective ids, or out of them. */
@@ -52,8 +54,8 @@ int cli_flush(struct cli *c, int argc, char **argv);
 int cli_delete(struct cli *c, int argc, char **argv);
 int cli_status(struct cli *c, int argc, char **argv);
 int cli_sendmail(struct cli *c, int argc, char **argv);
-/* The upstream doctor, cli_test.c: 0, 1 (a step failed) or sysexits. */
-int cli_test(struct cli *c, int argc, char **argv);
+/* The upstream doctor, cli_doctor.c: 0, 1 (a step failed) or sysexits. */
+int cli_doctor(struct cli *c, int argc, char **argv);
 
 /* Listing, as mailq and sendmail -bp do it (json: the --json schema). */
 int cli_list(struct cli *c, bool json);

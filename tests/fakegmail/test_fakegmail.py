@@ -17,7 +17,7 @@ import time
 import pytest
 
 from fakegmail import FakeGmail
-from fixtures import SMTP, SMTP_SSL, GREETING_RE, RawSMTP, client_context
+from fakegmail_fixtures import SMTP, SMTP_SSL, GREETING_RE, RawSMTP, client_context
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 USER, PASSWORD = "test.user@gmail.com", "abcdefghijklmnop"

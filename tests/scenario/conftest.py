@@ -1,12 +1,22 @@
+"""Fixtures shared by the scenario tests; helpers live in harness.py.
+
+daemon        a started smartrelayd with the default config, stopped after
+make_daemon   make(extra="", **Daemon kwargs) -> a Daemon in its own
+              directory (not started); all are stopped after the test
+fakegmail_certs, fakegmail_factory, fakegmail
+              the fake Gmail upstream's fixtures, from
+              tests/fakegmail/fakegmail_fixtures.py (loaded as a plugin, see there)
+"""
 import os
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakegmail"))
+from harness import Daemon
 
-from harness import Daemon  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fakegmail"))
+pytest_plugins = ["fakegmail_fixtures"]
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@
 `Daemon` writes a configuration into a temporary directory, starts the
 binary named by $SMARTRELAYD in the foreground, waits until it logs
 "ready", and keeps its stderr in a file that tests can read (`log()`).
-`SmtpRaw` is a raw socket client for byte-exact dialogues.
+`SmtpRaw` is a raw socket client for byte-exact dialogues. `wait_until` is
+the one way a test waits for something: poll a predicate until it holds or
+a deadline passes. The pytest fixtures live in conftest.py.
 """
 import os
+import re
 import socket
 import subprocess
 import time
@@ -14,6 +17,24 @@ SMARTRELAYD = os.environ.get("SMARTRELAYD", "build/daemon/smartrelayd")
 SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/tool/smartrelay")
 SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__),
                                                "..", ".."))
+
+
+def wait_until(pred, timeout=15, what="condition", interval=0.05):
+    """Polls pred() until it returns a true value and returns that value.
+
+    After `timeout` seconds it fails with "timed out waiting for WHAT";
+    `what` may be a callable, evaluated then (e.g. to show the latest log).
+    Exceptions from pred() propagate at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for %s" %
+                                 (what() if callable(what) else what))
+        time.sleep(interval)
 
 
 def free_port():
@@ -98,15 +119,23 @@ class Daemon:
         return self
 
     def wait_log(self, text, timeout=20, start_at=0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Waits until text is in the log (from offset start_at on)."""
+        def seen():
             if text in self.log()[start_at:]:
-                return
+                return True
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError("smartrelayd exited %s:\n%s" %
                                      (self.proc.returncode, self.log()))
-            time.sleep(0.02)
-        raise AssertionError("no %r in log:\n%s" % (text, self.log()))
+            return False
+        wait_until(seen, timeout, lambda: "%r in log:\n%s" %
+                   (text, self.log()), interval=0.02)
+
+    def wait_log_re(self, pattern, timeout=15, count=1):
+        """Waits until the regex matches count times; returns the matches."""
+        rx = re.compile(pattern)
+        wait_until(lambda: len(rx.findall(self.log())) >= count, timeout,
+                   lambda: "%r in log:\n%s" % (pattern, self.log()[-4000:]))
+        return rx.findall(self.log())
 
     def log(self):
         try:

@@ -17,7 +17,7 @@ import zlib
 
 import pytest
 
-from harness import SMARTRELAY, Daemon, SmtpRaw, spool_messages
+from harness import SMARTRELAY, Daemon, SmtpRaw, spool_messages, wait_until
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
@@ -54,18 +54,11 @@ def maildrop(d):
     return sorted(f for f in os.listdir(md) if len(f) == 16)
 
 
-def wait_for(pred, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def wait_queued(d, n=1):
-    assert wait_for(lambda: len(d.messages()) >= n), d.log()
-    assert wait_for(lambda: maildrop(d) == []), d.log()
+    wait_until(lambda: len(d.messages()) >= n, 10,
+               lambda: "%d queued:\n%s" % (n, d.log()))
+    wait_until(lambda: maildrop(d) == [], 10,
+               lambda: "an empty maildrop:\n%s" % d.log())
     return d.messages()
 
 
@@ -804,12 +797,17 @@ def test_pickup_of_many_records_lets_sessions_run(relay):
         r = sendmail(relay, "bob@example.net", input=body % n)  # kicks
         assert r.returncode == 0, r.stderr
         during = 0
-        deadline = time.monotonic() + 60
-        while maildrop(relay) and time.monotonic() < deadline:
+
+        def picked_up():
+            nonlocal during
+            if not maildrop(relay):
+                return True
             assert s.cmd("NOOP")[0] == 250
             if 0 < len(maildrop(relay)) < n:
                 during += 1
-        assert maildrop(relay) == [], relay.log()
+            return False
+        wait_until(picked_up, 60, lambda: "pickup:\n" + relay.log(),
+                   interval=0)
         # Picked up in one callback, the maildrop could be seen part done
         # at most once (then NOOP waits for the end of the run).
         assert during >= 3, (during, relay.log())

@@ -16,7 +16,6 @@ import threading
 import pytest
 
 from harness import SMARTRELAY, Daemon, free_port
-from fixtures import fakegmail_certs, fakegmail_factory  # noqa: F401
 
 PASSWORD = "abcdefghijklmnop"
 
@@ -66,7 +65,7 @@ def step(out, name):
 
 
 @pytest.fixture
-def fake(fakegmail_factory):  # noqa: F811
+def fake(fakegmail_factory):
     return fakegmail_factory
 
 

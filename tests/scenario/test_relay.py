@@ -20,8 +20,7 @@ import time
 import pytest
 
 import harness
-from harness import SMARTRELAY, Daemon, free_port
-from fixtures import fakegmail_certs, fakegmail_factory  # noqa: F401
+from harness import SMARTRELAY, Daemon, free_port, wait_until
 
 SENDER = "alice@example.net"
 
@@ -49,7 +48,7 @@ def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
 
 
 @pytest.fixture
-def relay(tmp_path, fakegmail_factory):  # noqa: F811
+def relay(tmp_path, fakegmail_factory):
     """relay(fg=None, **upstream_conf args) -> (daemon, fake) started."""
     made = []
 
@@ -77,21 +76,9 @@ def send(d, rcpts, body=None, sender=SENDER, subject="test"):
     return body
 
 
-def wait_until(pred, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def wait_log(d, pattern, timeout=15, count=1):
     """Waits until the regex matches count times in the daemon's log."""
-    rx = re.compile(pattern)
-    wait_until(lambda: len(rx.findall(d.log())) >= count, timeout,
-               "%r in log:\n%s" % (pattern, d.log()[-4000:]))
-    return rx.findall(d.log())
+    return d.wait_log_re(pattern, timeout, count)
 
 
 def no_mail_or_auth(fg):
@@ -205,7 +192,7 @@ def test_implicit_tls_wrong_name(relay):
 
 @pytest.mark.parametrize("content", [None, "not a certificate\n"])
 def test_unusable_ca_file_stops_the_start(
-        tmp_path, fakegmail_factory, content):  # noqa: F811
+        tmp_path, fakegmail_factory, content):
     ca = str(tmp_path / "ca.pem")
     if content is not None:
         with open(ca, "w") as f:
@@ -269,7 +256,7 @@ def test_reload_with_a_bad_ca_file_keeps_the_previous_one(relay,
 
 
 def test_reload_with_the_right_ca_file_drains_the_queue(
-        relay, fakegmail_factory):  # noqa: F811
+        relay, fakegmail_factory):
     fg = fakegmail_factory()
     d, _ = relay(fg=fg, initial=1, rmax=1, ca=fg.certs["untrusted_ca"])
     send(d, ["bob@example.org"])
@@ -424,7 +411,7 @@ def test_tls_none_connects_to_loopback_only(tmp_path, monkeypatch):
 # ---- one session for many messages ---------------------------------------
 
 def test_backlog_of_200_uses_few_sessions(
-        relay, fakegmail_factory):  # noqa: F811
+        relay, fakegmail_factory):
     port = free_port()
     # The upstream is down while the backlog builds up.
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=2,
@@ -476,7 +463,7 @@ def greeting_delays(d, seconds):
 
 
 def test_failed_probes_do_not_stall_a_big_queue(
-        relay, fakegmail_factory):  # noqa: F811
+        relay, fakegmail_factory):
     # An upstream failure is not the messages' fault: nothing is written
     # per message, so a failed probe costs the same with 2000 queued
     # messages as with one (a write + fdatasync each stalled the loop
@@ -613,7 +600,7 @@ def test_backoff_follows_config(relay):
 
 
 def test_give_up_sends_one_dsn_and_none_for_null_sender(
-        relay, fakegmail_factory):  # noqa: F811
+        relay, fakegmail_factory):
     port = free_port()
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=1,
                  give_up="3s")
@@ -838,7 +825,7 @@ def test_sigterm_mid_transaction_loses_nothing(relay):
 
 
 def test_record_removed_behind_its_back_is_forgotten(
-        relay, fakegmail_factory):  # noqa: F811
+        relay, fakegmail_factory):
     port = free_port()
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=1)
     send(d, ["a@example.org"])

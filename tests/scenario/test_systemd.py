@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from harness import SMARTRELAYD, SRCDIR, Daemon, SmtpRaw, free_port
+from harness import (SMARTRELAYD, SRCDIR, Daemon, SmtpRaw, free_port,
+                     wait_until)
 
 # Variables a surrounding service manager may have set for the test runner.
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
@@ -115,17 +116,18 @@ class Notify:
 
     def wait_ready(self, d, start=0, timeout=15):
         """Waits for READY=1 from d; fails with its log if it exits."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready():
             try:
-                return self.wait("READY", start=start, timeout=0.1)
+                # +1: index 0 is a valid answer.
+                return self.wait("READY", start=start, timeout=0.1) + 1
             except AssertionError:
                 if d.proc.poll() is not None:
                     raise AssertionError("smartrelayd exited %s before "
                                          "READY=1:\n%s" %
                                          (d.proc.returncode, d.log()))
-        raise AssertionError("no READY=1 in %r:\n%s" % (self.keys(),
-                                                          d.log()))
+                return None
+        return wait_until(ready, timeout, lambda: "READY=1 in %r:\n%s" %
+                          (self.keys(), d.log()), interval=0) - 1
 
     def count(self):
         with self.cond:
@@ -201,15 +203,12 @@ def test_ready_after_recovery_and_listening(tmp_path, notify):
 
     # STATUS= follows the queue.
     send_mail(d.port)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        statuses = [m.get("STATUS", "") for m in
-                    (notify.get(k) for k in range(notify.count()))]
-        if any(s.startswith("queue=2 ") for s in statuses):
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("no STATUS=queue=2 in %r" % statuses)
+
+    def statuses():
+        return [m.get("STATUS", "") for m in
+                (notify.get(k) for k in range(notify.count()))]
+    wait_until(lambda: any(s.startswith("queue=2 ") for s in statuses()), 5,
+               lambda: "STATUS=queue=2 in %r" % statuses())
 
     n = notify.count()
     assert d.stop() == 0
@@ -453,15 +452,13 @@ def test_socket_activation(tmp_path, notify):
         stdout=log, stderr=log, env=notify.env())
     log.close()
     try:
-        deadline = time.monotonic() + 10
-        while True:
+        def sent():
             try:
                 send_mail(port)
-                break
+                return True
             except (ConnectionRefusedError, smtplib.SMTPServerDisconnected):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return False
+        wait_until(sent, 10, "a message accepted on the activated socket")
         send_mail(port, host="::1")
         d.wait_log("level=info ready")
         assert "listening sockets=2 from=systemd" in d.log()

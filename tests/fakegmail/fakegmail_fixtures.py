@@ -1,9 +1,8 @@
 """Reusable pytest fixtures and client helpers for the fake Gmail upstream.
 
-Scenario tests use them by putting tests/fakegmail on sys.path and, in their
-conftest.py:
+A conftest.py loads them as a plugin (tests/fakegmail must be on sys.path):
 
-    from fixtures import fakegmail_certs, fakegmail, fakegmail_factory  # noqa
+    pytest_plugins = ["fakegmail_fixtures"]
 
 Fixtures
   fakegmail_certs    (session) dict of certificate paths made once by

@@ -1,0 +1,63 @@
+/*
+ * Unit tests of the delivery status notifications (daemon/dsn.c): who
+ * receives one, and when none is wanted.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cfg.h"
+#include "dsn.h"
+#include "queue.h"
+
+static void
+test_dsn_recipient(void **state)
+{
+	struct cfg cfg;
+	struct queue_rcpt rc = { .addr = (char *)"bob@example.net",
+	    .state = QUEUE_RCPT_FAILED };
+	struct queue_msg m = { .from = (char *)"alice@example.com",
+	    .rcpt = &rc, .nrcpt = 1 };
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.hostname = (char *)"host.example.org";
+	cfg.rewrite.local_domain = (char *)"example.org";
+	/* An outside sender gets it. */
+	assert_string_equal(dsn_recipient(&cfg, &m), "alice@example.com");
+	assert_true(dsn_wanted(&cfg, &m));
+	/* Local senders: bounces.to, else envelope_from, else as is. */
+	m.from = (char *)"root@example.org";
+	assert_string_equal(dsn_recipient(&cfg, &m), "root@example.org");
+	cfg.rewrite.envelope_from = (char *)"me@gmail.com";
+	assert_string_equal(dsn_recipient(&cfg, &m), "me@gmail.com");
+	cfg.bounces_to = (char *)"admin@example.org";
+	assert_string_equal(dsn_recipient(&cfg, &m), "admin@example.org");
+	m.from = (char *)"cron@HOST.example.org";
+	assert_string_equal(dsn_recipient(&cfg, &m), "admin@example.org");
+	/* Never for <>, never for a notice. */
+	m.from = (char *)"";
+	assert_null(dsn_recipient(&cfg, &m));
+	assert_false(dsn_wanted(&cfg, &m));
+	m.from = (char *)"alice@example.com";
+	m.flags = QUEUE_F_DSN;
+	assert_null(dsn_recipient(&cfg, &m));
+	/* Nothing failed: nothing to say. */
+	m.flags = 0;
+	rc.state = QUEUE_RCPT_DELIVERED;
+	assert_false(dsn_wanted(&cfg, &m));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dsn_recipient),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

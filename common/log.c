@@ -193,3 +193,43 @@ log_quote(char *buf, size_t bufsz, const char *s)
 	buf[o] = '\0';
 	return buf;
 }
+
+/* True when addr can stand bare between < and > in a key=value line. */
+static int
+log_addr_plain(const char *addr)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)addr; *p != '\0'; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '\\' ||
+		    *p == '<' || *p == '>')
+			return 0;
+	return 1;
+}
+
+const char *
+log_addr(char *buf, size_t bufsz, const char *addr)
+{
+	size_t n;
+
+	if (bufsz < 6) {
+		if (bufsz > 0)
+			buf[0] = '\0';
+		return buf;
+	}
+	if (log_addr_plain(addr)) {
+		snprintf(buf, bufsz, "<%s>", addr);
+		if (strlen(addr) + 2 >= bufsz)
+			buf[bufsz - 2] = '>';
+		return buf;
+	}
+	/* "\"<" + escaped address + ">\"": log_quote() leaves room for 3. */
+	buf[0] = '"';
+	buf[1] = '<';
+	log_quote(buf + 2, bufsz - 4, addr);
+	n = strlen(buf);
+	buf[n++] = '>';
+	buf[n++] = '"';
+	buf[n] = '\0';
+	return buf;
+}

@@ -55,4 +55,19 @@ void log_mask_line(char *buf, size_t bufsz, const char *line, int after_auth);
 /* Quotes s for a key="value" pair into buf (escapes " and \, drops controls). */
 const char *log_quote(char *buf, size_t bufsz, const char *s);
 
+/* Room for log_addr() on any address the queue stores (QUEUE_MAX_ADDR). */
+#define LOG_ADDR_MAX	2100
+
+/*
+ * Formats an envelope address (peer-supplied) as the value of a from=/to=
+ * field: <addr> when every byte is printable and none is a space, '"', '\\',
+ * '<' or '>' (nearly every address), otherwise the whole <addr> quoted with
+ * log_quote()'s escapes, e.g. from="<\"a> uid=0\"@x>".  A quoted local part
+ * (RFC 5321 §4.1.2) may hold all of those; printed bare it could end the
+ * field and forge others (uid=0), quoted a key=value reader sees one value.
+ * A long address is cut, never its closing quote.  Write "from=%s", never
+ * "from=<%s>".
+ */
+const char *log_addr(char *buf, size_t bufsz, const char *addr);
+
 #endif

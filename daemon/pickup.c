@@ -248,7 +248,7 @@ pickup_one(struct pickup *p, const char *mdid)
 	size_t envmax = (p->cfg->limits.recipients + 16) *
 	    (QUEUE_MAX_ADDR + 8);
 	struct stat st;
-	char id[QUEUE_ID_LEN + 1];
+	char id[QUEUE_ID_LEN + 1], fa[LOG_ADDR_MAX];
 	int fd = -1, r;
 
 	r = queue_maildrop_load(p->md, mdid, envmax, &m, &fd, &st);
@@ -284,9 +284,9 @@ pickup_one(struct pickup *p, const char *mdid)
 	if ((r = queue_remove(p->md, mdid)) < 0 && r != -ENOENT)
 		log_msg(LOG_ERR, id, "maildrop=%s remove error=\"%s\" "
 		    "(the message may be queued twice)", mdid, strerror(-r));
-	log_msg(LOG_INFO, id, "queued from=<%s> size=%" PRIu64 " nrcpt=%zu "
-	    "uid=%u maildrop=%s", m->from, queue_writer_size(w), m->nrcpt,
-	    (unsigned)st.st_uid, mdid);
+	log_msg(LOG_INFO, id, "queued from=%s size=%" PRIu64 " nrcpt=%zu "
+	    "uid=%u maildrop=%s", log_addr(fa, sizeof(fa), m->from),
+	    queue_writer_size(w), m->nrcpt, (unsigned)st.st_uid, mdid);
 	if ((r = queue_load(p->queue, id, &nm)) == 0)
 		p->queued(p->arg, nm);
 	else

@@ -833,7 +833,7 @@ relay_on_dot(struct relay_session *s)
 	struct relay_txn *t = s->txn;
 	enum relay_pause pause;
 	enum relay_outcome o;
-	char rs[RELAY_REPLY_MAX];
+	char rs[RELAY_REPLY_MAX], q[2 * RELAY_REPLY_MAX];
 
 	relay_reply_str(s, rs, sizeof(rs));
 	o = relay_classify(RELAY_STAGE_DOT, &s->reply, &pause);
@@ -843,7 +843,7 @@ relay_on_dot(struct relay_session *s)
 		log_msg(LOG_NOTICE, t->msg->id, "temporary failure after the "
 		    "final dot: the upstream may deliver the message anyway, "
 		    "and the retry may duplicate it (RFC 1047) reply=\"%s\"",
-		    rs);
+		    log_quote(q, sizeof(q), rs));
 	t->res.outcome = o;
 	t->res.pause = pause;
 	snprintf(t->res.reply, sizeof(t->res.reply), "%s", rs);
@@ -1315,9 +1315,11 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	struct relay_dns_arg *da;
 	struct relay_txn *t = s->txn;
 	enum relay_state was = s->state;
+	char q[2 * RELAY_REPLY_MAX];
 
 	if (s->state == RELAY_DEAD)
 		return;
+	log_quote(q, sizeof(q), reason);
 	relay_enter_state(s, RELAY_DEAD);
 	evtimer_del(s->timer);
 	if (s->bev != NULL)
@@ -1329,8 +1331,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 			log_msg(LOG_WARNING, t->msg->id, "connection lost "
 			    "after the final dot, before the reply: the message "
 			    "may have been delivered; the retry may duplicate it "
-			    "(RFC 1047) relay=%s reason=\"%s\"", s->peer,
-			    reason);
+			    "(RFC 1047) relay=%s reason=\"%s\"", s->peer, q);
 		}
 		if (!t->failed || t->res.outcome == RELAY_OK)
 			relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
@@ -1341,7 +1342,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	log_msg(o == RELAY_OK ? LOG_INFO : LOG_NOTICE, NULL, "relay session=%"
 	    PRIu64 " closed relay=%s messages=%u outcome=%s reason=\"%s\"",
 	    s->id, s->peer[0] != '\0' ? s->peer : s->host,
-	    s->nmsgs, relay_stroutcome(o), reason);
+	    s->nmsgs, relay_stroutcome(o), q);
 	end.was_ready = (s->flags & RF_WASREADY) != 0;
 	end.outcome = o;
 	end.pause = pause;

@@ -330,7 +330,7 @@ static void
 sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
 {
 	struct queue_msg *m = e->m;
-	char why[QUEUE_MAX_REPLY], q[RELAY_REPLY_MAX + 16];
+	char why[QUEUE_MAX_REPLY], q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
 	size_t i;
 	int r;
 
@@ -344,8 +344,9 @@ sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
 			log_msg(LOG_ERR, m->id, "spool error=\"%s\"",
 			    strerror(-r));
 		m->rcpt[i].state = QUEUE_RCPT_FAILED;
-		log_msg(LOG_NOTICE, m->id, "expired to=<%s> attempts=%u "
-		    "reason=\"%s\"", m->rcpt[i].addr, m->attempts,
+		log_msg(LOG_NOTICE, m->id, "expired to=%s attempts=%u "
+		    "reason=\"%s\"", log_addr(ta, sizeof(ta), m->rcpt[i].addr),
+		    m->attempts,
 		    log_quote(q, sizeof(q), reason));
 	}
 	sched_finish(s, e);
@@ -370,7 +371,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 	struct queue_msg *m = e->m;
 	uint64_t now = sched_now_ms(), deadline = sched_deadline_ms(s, m), when;
 	unsigned attempts = m->attempts + 1;
-	char nb[32], q[RELAY_REPLY_MAX + 16];
+	char nb[32], q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
 	const char *why;
 	size_t i;
 	int r;
@@ -399,8 +400,9 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;
 		why = sched_rcpt_reply(res, i);
-		log_msg(LOG_INFO, m->id, "deferred to=<%s> attempt=%u next=%s "
-		    "reason=\"%s\"", m->rcpt[i].addr, attempts,
+		log_msg(LOG_INFO, m->id, "deferred to=%s attempt=%u next=%s "
+		    "reason=\"%s\"", log_addr(ta, sizeof(ta), m->rcpt[i].addr),
+		    attempts,
 		    sched_fmt_time(when, nb, sizeof(nb)), log_quote(q,
 		    sizeof(q), why != NULL && why[0] != '\0' ? why : reason));
 	}
@@ -413,7 +415,7 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
     const struct relay_rcpt_result *rr, const struct relay_result *res)
 {
 	enum queue_rcpt_state st;
-	char q[RELAY_REPLY_MAX + 16];
+	char q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
 	int r;
 
 	if (rr->outcome == RELAY_OK)
@@ -422,21 +424,21 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 		st = QUEUE_RCPT_FAILED;
 	else
 		return;
+	log_addr(ta, sizeof(ta), m->rcpt[rr->index].addr);
 	if ((r = queue_set_rcpt(s->queue, m, rr->index, st, rr->reply)) < 0) {
-		log_msg(LOG_ERR, m->id, "spool error=\"%s\" to=<%s>",
-		    strerror(-r), m->rcpt[rr->index].addr);
+		log_msg(LOG_ERR, m->id, "spool error=\"%s\" to=%s",
+		    strerror(-r), ta);
 		m->rcpt[rr->index].state = st;
 	}
 	if (st == QUEUE_RCPT_DELIVERED) {
 		s->last_delivery = time(NULL);
 		s->failures = 0;
-		log_msg(LOG_INFO, m->id, "delivered to=<%s> relay=%s "
-		    "delay=%llds reply=\"%s\"", m->rcpt[rr->index].addr,
-		    res->relay, (long long)(s->last_delivery - m->arrival),
+		log_msg(LOG_INFO, m->id, "delivered to=%s relay=%s "
+		    "delay=%llds reply=\"%s\"", ta, res->relay, (long long)(s->last_delivery - m->arrival),
 		    log_quote(q, sizeof(q), rr->reply));
 	} else
-		log_msg(LOG_NOTICE, m->id, "bounced to=<%s> relay=%s "
-		    "reply=\"%s\"", m->rcpt[rr->index].addr, res->relay,
+		log_msg(LOG_NOTICE, m->id, "bounced to=%s relay=%s "
+		    "reply=\"%s\"", ta, res->relay,
 		    log_quote(q, sizeof(q), rr->reply));
 }
 
@@ -449,6 +451,7 @@ sched_finish(struct sched *s, struct sched_msg *e)
 {
 	struct queue_msg *m = e->m, *dsn = NULL;
 	const char *to = dsn_recipient(s->cfg, m);
+	char ta[LOG_ADDR_MAX];
 	int r;
 
 	if (to != NULL && dsn_wanted(s->cfg, m)) {
@@ -459,8 +462,8 @@ sched_finish(struct sched *s, struct sched_msg *e)
 			    SCHED_DSN_RETRY_MS);
 			return;
 		}
-		log_msg(LOG_INFO, m->id, "notification id=%s to=<%s>",
-		    dsn->id, to);
+		log_msg(LOG_INFO, m->id, "notification id=%s to=%s",
+		    dsn->id, log_addr(ta, sizeof(ta), to));
 		log_msg(LOG_INFO, dsn->id, "queued from=<> size=%" PRIu64
 		    " nrcpt=1 notification-for=%s", dsn->size, m->id);
 	}
@@ -570,12 +573,13 @@ sched_log_advice(const char *reason)
 {
 	struct reply r;
 	const char *p = strstr(reason, ": ");
+	char q[RELAY_REPLY_MAX + 16];
 
 	reply_init(&r);
 	if (p == NULL || reply_feed(&r, p + 2, strlen(p + 2)) != 0)
 		return;
-	log_msg(LOG_ERR, NULL, "upstream login refused: %s; fix: %s",
-	    reason, relay_auth_advice(&r));
+	log_msg(LOG_ERR, NULL, "upstream login refused: reason=\"%s\" fix: %s",
+	    log_quote(q, sizeof(q), reason), relay_auth_advice(&r));
 }
 
 /* ---- sessions ---- */

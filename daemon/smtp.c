@@ -612,6 +612,7 @@ smtp_hand_on(struct smtp_server *srv, struct queue_writer *w, int result,
     const char *client)
 {
 	const char *id = queue_writer_id(w);
+	char fa[LOG_ADDR_MAX];
 	struct queue_msg *m;
 	int r;
 
@@ -625,8 +626,9 @@ smtp_hand_on(struct smtp_server *srv, struct queue_writer *w, int result,
 		    strerror(-r));
 		return;
 	}
-	log_msg(LOG_INFO, id, "queued from=<%s> size=%" PRIu64 " nrcpt=%zu "
-	    "client=[%s]", m->from, m->size, m->nrcpt, client);
+	log_msg(LOG_INFO, id, "queued from=%s size=%" PRIu64 " nrcpt=%zu "
+	    "client=[%s]", log_addr(fa, sizeof(fa), m->from), m->size,
+	    m->nrcpt, client);
 	srv->queued(srv->queued_arg, m);
 }
 

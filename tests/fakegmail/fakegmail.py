@@ -123,6 +123,9 @@ T_NO_SUCH_USER = (550, "5.1.1", [
     " https://support.google.com/mail/?p=NoSuchUser"])
 T_TOO_MANY_RCPTS = (452, "4.5.3", ["Your message has too many recipients."])
 T_SYNTAX = (555, "5.5.2", ["Syntax error."])
+# A path's contents: atoms, or a quoted local part (RFC 5321 §4.1.2) that
+# may hold spaces, '<' and '>'.
+PATH_RE = r'(?:"(?:[^"\\\r\n]|\\.)*"|[^<>"\s])*'
 T_UNRECOGNIZED = (502, "5.5.1", ["Unrecognized command."])
 T_EHLO_FIRST = (503, "5.5.1", ["EHLO/HELO first."])
 T_MAIL_FIRST = (503, "5.5.1", ["MAIL first."])
@@ -1031,7 +1034,8 @@ class _Session:
             return self._reply_t(T_AUTH_REQUIRED)
         if self.txn is not None:
             return self._reply_t(T_NESTED_MAIL)
-        m = re.fullmatch(r"FROM:\s*<([^<>]*)>(?:\s+(.*))?", arg, re.I | re.S)
+        m = re.fullmatch(r"FROM:\s*<(%s)>(?:\s+(.*))?" % PATH_RE, arg,
+                         re.I | re.S)
         if not m:
             return self._reply_t(T_SYNTAX)
         params = _parse_params(m.group(2) or "")
@@ -1069,12 +1073,13 @@ class _Session:
             return
         if self.txn is None:
             return self._reply_t(T_MAIL_FIRST)
-        m = re.fullmatch(r"TO:\s*<([^<>]*)>(\s+.*)?", arg, re.I | re.S)
+        m = re.fullmatch(r"TO:\s*<(%s)>(\s+.*)?" % PATH_RE, arg, re.I | re.S)
         if not m or m.group(2):   # no DSN parameters at Gmail
             return self._reply_t(T_SYNTAX)
         addr = m.group(1)
         local, at, domain = addr.rpartition("@")
-        if not at or not local or not domain or " " in addr:
+        if not at or not local or not domain or " " in (
+                domain if local.startswith('"') else addr):
             return self._reject_rcpt(addr, T_BAD_ADDRESS)
         n = len(self.txn.rcpts)
         if n >= self.fg.max_recipients or self.fg._take_fail(

@@ -102,6 +102,30 @@ test_quote(void **state)
 	assert_string_equal(log_quote(buf, 6, "abcdefgh"), "abcd");
 }
 
+/* A peer-supplied address can never end its field or forge another. */
+static void
+test_addr(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	assert_string_equal(log_addr(buf, sizeof(buf), "a@b.example"),
+	    "<a@b.example>");
+	assert_string_equal(log_addr(buf, sizeof(buf), ""), "<>");
+	assert_string_equal(log_addr(buf, sizeof(buf), "SRS0=x=y@b"),
+	    "<SRS0=x=y@b>");
+	assert_string_equal(log_addr(buf, sizeof(buf),
+	    "\"a> size=1 uid=0 x=<\"@example.com"),
+	    "\"<\\\"a> size=1 uid=0 x=<\\\"@example.com>\"");
+	assert_string_equal(log_addr(buf, sizeof(buf), "a\\b\r\n@x"),
+	    "\"<a\\\\b@x>\"");
+	/* Cut, but the closing bracket and quote stay. */
+	assert_string_equal(log_addr(buf, 10, "abcdefghijkl@x"), "<abcdefg>");
+	assert_string_equal(log_addr(buf, 10, "\"a b\"@example"),
+	    "\"<\\\"a >\"");
+	assert_string_equal(log_addr(buf, 4, "a@b"), "");
+}
+
 int
 main(void)
 {
@@ -110,6 +134,7 @@ main(void)
 		cmocka_unit_test(test_dialogue_masked),
 		cmocka_unit_test(test_mask_line),
 		cmocka_unit_test(test_quote),
+		cmocka_unit_test(test_addr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

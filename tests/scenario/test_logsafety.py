@@ -15,8 +15,7 @@ import smtplib
 import subprocess
 
 from harness import SMARTRELAY, Daemon
-from fixtures import fakegmail_certs, fakegmail_factory  # noqa: F401
-from test_relay import upstream_conf, wait_log
+from test_relay import upstream_conf
 
 FORGED_FROM = '"a> size=1 uid=0 x=<"@example.com'
 FORGED_TO = '"b> nrcpt=9 to=<evil@example.org> relay=x"@example.org'
@@ -46,7 +45,7 @@ def check_lines(log):
 
 
 def test_forged_sender_and_recipient_stay_one_field(tmp_path,
-                                                    fakegmail_factory):  # noqa: F811
+                                                    fakegmail_factory):
     fg = fakegmail_factory()
     d = Daemon(tmp_path, upstream=upstream_conf(tmp_path, fg))
     d.start()
@@ -60,8 +59,8 @@ def test_forged_sender_and_recipient_stay_one_field(tmp_path,
                             "carol@example.org"], input=b"Subject: x\n\nhi\n",
                            capture_output=True, timeout=30)
         assert r.returncode == 0, r.stderr
-        wait_log(d, r" delivered to=", count=3)
-        wait_log(d, r" queued from=.* maildrop=")
+        d.wait_log_re(r" delivered to=", count=3)
+        d.wait_log_re(r" queued from=.* maildrop=")
     finally:
         d.stop()
     lines = check_lines(d.log())

@@ -1248,7 +1248,10 @@ relay_timercb(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (s->state) {
 	case RELAY_INIT:
-		relay_resolve(s);
+		if (s->bev != NULL)	/* relay_new_fd(): connected already */
+			relay_connected(s);
+		else
+			relay_resolve(s);
 		return;
 	case RELAY_CONNECTING:
 		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: "
@@ -1387,6 +1390,36 @@ relay_new(struct relay_env *env, uint64_t id)
 	TAILQ_INSERT_TAIL(env->sessions, s, entry);
 	/* Starts from a fresh event: no callback before we return. */
 	evtimer_add(s->timer, &now);
+	return s;
+}
+
+struct relay_session *
+relay_new_fd(struct relay_env *env, uint64_t id, int fd)
+{
+	struct relay_session *s;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)(void *)&ss, &len) == -1)
+		return NULL;
+	/* The plaintext rule of relay_connect_next(): loopback only (a
+	 * socketpair is local too). */
+	if (env->cfg->upstream.tls == CFG_TLS_NONE && ss.ss_family != AF_UNIX &&
+	    !relay_is_loopback((struct sockaddr *)(void *)&ss))
+		return NULL;
+	if ((s = relay_new(env, id)) == NULL)
+		return NULL;
+	s->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		/* Not started yet (the timer has not run): free at once. */
+		relay_free(s);
+		return NULL;
+	}
+	relay_format_peer(s, (struct sockaddr *)(void *)&ss);
+	bufferevent_setcb(s->bev, relay_readcb, relay_writecb, relay_eventcb,
+	    s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	return s;
 }
 

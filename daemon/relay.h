@@ -127,6 +127,15 @@ void relay_env_free(struct relay_env *env);
 
 /* Starts a session (resolve, connect...); NULL on out of memory. */
 struct relay_session *relay_new(struct relay_env *env, uint64_t id);
+/*
+ * Starts a session on a socket already connected to the upstream: no
+ * resolution, no connect; fd belongs to the session from then on (the
+ * caller keeps it when NULL comes back).  With tls = "none" the peer must
+ * be a loopback address or a socketpair.  The unit tests drive the session
+ * over a socketpair with it (tests/unit/test_relay.c).
+ */
+struct relay_session *relay_new_fd(struct relay_env *env, uint64_t id,
+    int fd);
 /* Finds a live session by id. */
 struct relay_session *relay_find(struct relay_env *env, uint64_t id);
 /*

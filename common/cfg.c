@@ -16,6 +16,7 @@
  */
 #include "cfg.h"
 #include "addr.h"
+#include "cfg_private.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -48,41 +49,6 @@
 #define ALIASES_MAX	1000		/* entries in rewrite.aliases */
 #define USERNAME_MAX	255
 
-/* State of one cfg_load() call. */
-struct cfg_ctx {
-	struct cfg		*cfg;	/* borrowed: being filled */
-	struct cfg_errors	*errs;	/* borrowed, may be NULL */
-	const char		*path;	/* borrowed: the file as the caller named it */
-	char			*dir;	/* owned: absolute directory of path */
-	size_t			 nproblems;
-	int			 oom;
-};
-
-enum cfg_kind {
-	K_HOSTNAME,	/* our own name, ASCII domain */
-	K_PEER,		/* a host name or an IP address literal */
-	K_PATH,		/* resolved against the config's directory */
-	K_ADDRESS,	/* user@domain */
-	K_DOMAIN,
-	K_USERNAME,
-	K_BOOL,
-	K_UINT,
-	K_DURATION,
-	K_SIZE,
-	K_TLS,
-	K_CUSTOM,	/* fn reads the setting */
-};
-
-/* One key a group may hold. */
-struct cfg_key {
-	const char	*name;
-	enum cfg_kind	 kind;
-	void		*dst;		/* borrowed: field of struct cfg */
-	uint64_t	 min, max;	/* K_UINT, K_DURATION, K_SIZE */
-	void		(*fn)(struct cfg_ctx *, const config_setting_t *);
-};
-
-#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
 
 static void cfg_load_upstream(struct cfg_ctx *, const config_setting_t *);
 static void cfg_load_retry(struct cfg_ctx *, const config_setting_t *);
@@ -159,7 +125,7 @@ cfg_file_name(struct cfg_ctx *ctx, const char *file, char *buf, size_t sz)
 }
 
 /* Reports a problem at setting s ("file:line: ..."), or at the file. */
-static void __attribute__((format(printf, 3, 4)))
+void __attribute__((format(printf, 3, 4)))
 cfg_error(struct cfg_ctx *ctx, const config_setting_t *s, const char *fmt,
     ...)
 {
@@ -190,7 +156,7 @@ cfg_error(struct cfg_ctx *ctx, const config_setting_t *s, const char *fmt,
 }
 
 /* A strdup that records running out of memory in ctx. */
-static char *
+char *
 cfg_strdup(struct cfg_ctx *ctx, const char *s)
 {
 	char *p = strdup(s);
@@ -201,7 +167,7 @@ cfg_strdup(struct cfg_ctx *ctx, const char *s)
 }
 
 /* Replaces an owned string. */
-static void
+void
 cfg_set_str(char **dst, char *val)
 {
 	free(*dst);
@@ -623,6 +589,7 @@ cfg_free(struct cfg *cfg)
 	free(cfg->upstream.ca_file);
 	free(cfg->upstream.username);
 	free(cfg->upstream.password_file);
+	cfg_oauth_free(&cfg->upstream.oauth);
 	for (i = 0; cfg->rewrite.aliases != NULL && i < cfg->rewrite.naliases;
 	    i++) {
 		free(cfg->rewrite.aliases[i].name);
@@ -684,7 +651,7 @@ cfg_kind_expects(enum cfg_kind kind)
 }
 
 /* Reports a setting of the wrong type. */
-static void
+void
 cfg_type_error(struct cfg_ctx *ctx, const config_setting_t *s,
     const char *key, const char *expected)
 {
@@ -776,7 +743,7 @@ cfg_resolve_path(struct cfg_ctx *ctx, const char *p)
 }
 
 /* True when s has no control character. */
-static bool
+bool
 cfg_is_printable(const char *s)
 {
 	for (; *s != '\0'; s++)
@@ -809,13 +776,15 @@ cfg_check_string(enum cfg_kind kind, const char *v)
 		    "is not a domain name";
 	case K_USERNAME:
 		return strlen(v) <= USERNAME_MAX ? NULL : "is too long";
+	case K_STRING:
+		return strlen(v) <= CFG_STRING_MAX ? NULL : "is too long";
 	default:
 		return NULL;
 	}
 }
 
 /* Reads a string-valued key into its char * destination. */
-static void
+void
 cfg_load_string(struct cfg_ctx *ctx, const config_setting_t *s,
     const struct cfg_key *k, const char *key)
 {
@@ -965,7 +934,7 @@ cfg_walk(struct cfg_ctx *ctx, const config_setting_t *group,
 }
 
 /* Checks that s is a group before walking it. */
-static void
+void
 cfg_walk_group(struct cfg_ctx *ctx, const config_setting_t *s,
     const struct cfg_key *keys, size_t nkeys)
 {
@@ -1167,6 +1136,8 @@ cfg_load_upstream(struct cfg_ctx *ctx, const config_setting_t *s)
 		{ "ca_file", K_PATH, &u->ca_file, 0, 0, NULL },
 		{ "username", K_USERNAME, &u->username, 0, 0, NULL },
 		{ "password_file", K_PATH, &u->password_file, 0, 0, NULL },
+		{ "auth", K_CUSTOM, NULL, 0, 0, cfg_load_auth },
+		{ "oauth", K_CUSTOM, NULL, 0, 0, cfg_load_oauth },
 		{ "connections", K_UINT, &u->connections, 1, 32, NULL },
 		{ "messages_per_connection", K_UINT,
 		    &u->messages_per_connection, 1, 10000, NULL },
@@ -1273,6 +1244,8 @@ cfg_check_auth(struct cfg_ctx *ctx, const config_t *lc)
 {
 	struct cfg_upstream *u = &ctx->cfg->upstream;
 
+	if (u->auth == CFG_AUTH_XOAUTH2)
+		return;		/* cfg_check_oauth() */
 	if (u->username != NULL && u->password_file == NULL &&
 	    !cfg_have_credential())
 		cfg_error(ctx, config_lookup(lc, "upstream.username"),
@@ -1318,6 +1291,13 @@ cfg_record_lines(struct cfg_ctx *ctx, const config_t *lc)
 		{ "upstream.username", offsetof(struct cfg_lines, username) },
 		{ "upstream.password_file",
 		    offsetof(struct cfg_lines, password_file) },
+		{ "upstream.auth", offsetof(struct cfg_lines, auth) },
+		{ "upstream.oauth.client_secret_file",
+		    offsetof(struct cfg_lines, client_secret_file) },
+		{ "upstream.oauth.refresh_token_file",
+		    offsetof(struct cfg_lines, refresh_token_file) },
+		{ "upstream.oauth.ca_file",
+		    offsetof(struct cfg_lines, oauth_ca_file) },
 	};
 	const config_setting_t *s;
 	size_t i;
@@ -1338,6 +1318,7 @@ cfg_check_rules(struct cfg_ctx *ctx, const config_t *lc)
 
 	cfg_check_tls(ctx, lc);
 	cfg_check_auth(ctx, lc);
+	cfg_check_oauth(ctx, lc);
 	cfg_check_order(ctx, lc, "initial", r->initial, "max", r->max);
 	cfg_check_order(ctx, lc, "max", r->max, "give_up_after",
 	    r->give_up_after);

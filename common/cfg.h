@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Bytes of an OAuth secret (client secret, refresh or access token). */
+#define CFG_OAUTH_SECRET_MAX	16384
+
 /* The systemd credential (LoadCredential=) preferred to password_file. */
 #define CFG_CREDENTIAL_NAME	"upstream-password"
 
@@ -25,6 +28,41 @@ enum cfg_tls {
 	CFG_TLS_STARTTLS,
 	CFG_TLS_IMPLICIT,
 	CFG_TLS_NONE,		/* only with insecure_plaintext on loopback */
+};
+
+/* How the relay logs in upstream (docs/configuration.md, docs/oauth.md). */
+enum cfg_auth {
+	CFG_AUTH_PASSWORD,	/* AUTH PLAIN / LOGIN with password_file */
+	CFG_AUTH_XOAUTH2,	/* OAuth 2.0 access tokens: XOAUTH2, OAUTHBEARER */
+};
+
+enum cfg_oauth_provider {
+	CFG_OAUTH_GOOGLE,
+	CFG_OAUTH_MICROSOFT,
+	CFG_OAUTH_CUSTOM,	/* token_url required */
+};
+
+enum cfg_oauth_grant {
+	CFG_GRANT_REFRESH_TOKEN,	/* a person consented once */
+	CFG_GRANT_CLIENT_CREDENTIALS,	/* Microsoft 365 app-only */
+};
+
+/*
+ * upstream.oauth.  After cfg_load() token_url is always set, and scope
+ * unless the provider is "custom" and none was given: the provider's
+ * defaults are filled in.  No secret is kept here: the client secret and
+ * the refresh token are read from their files when needed.
+ */
+struct cfg_oauth {
+	enum cfg_oauth_provider provider;
+	enum cfg_oauth_grant grant;
+	char *tenant;			/* owned: Microsoft tenant */
+	char *client_id;		/* owned */
+	char *client_secret_file;	/* owned, NULL: public client */
+	char *refresh_token_file;	/* owned, NULL: client_credentials */
+	char *token_url;		/* owned: https:// */
+	char *scope;			/* owned, NULL: none sent */
+	char *ca_file;			/* owned, NULL: system trust store */
 };
 
 /* One network of `allow`, e.g. 127.0.0.0/8 or ::1/128. */
@@ -47,6 +85,8 @@ struct cfg_upstream {
 	char *ca_file;			/* owned, NULL: system trust store */
 	char *username;			/* owned, NULL: no AUTH */
 	char *password_file;		/* owned, NULL: none */
+	enum cfg_auth auth;
+	struct cfg_oauth oauth;		/* with auth = CFG_AUTH_XOAUTH2 */
 	unsigned connections;
 	unsigned messages_per_connection;
 	unsigned timeout;		/* seconds */
@@ -81,6 +121,10 @@ struct cfg_lines {
 	unsigned ca_file;
 	unsigned username;
 	unsigned password_file;
+	unsigned auth;
+	unsigned client_secret_file;
+	unsigned refresh_token_file;
+	unsigned oauth_ca_file;
 };
 
 struct cfg {
@@ -144,8 +188,23 @@ int cfg_read_password(const struct cfg *cfg, struct cfg_secret *out,
     char **err);
 void cfg_secret_clear(struct cfg_secret *s);
 
+/*
+ * Reads a secret kept in a file by the rules of password_file: a regular
+ * file not readable or writable by group or others, its first line, the
+ * whitespace in it removed.  Into buf (cap bytes, NUL-terminated), *len
+ * set.  -EPERM for a file others may read, -EINVAL (with *err) for an
+ * empty or over-long first line, -errno when it cannot be read.
+ */
+int cfg_read_secret_file(const char *path, char *buf, size_t cap,
+    size_t *len, char **err);
+
 /* "starttls", "implicit" or "none", as written in the file. */
 const char *cfg_tls_name(enum cfg_tls tls);
+/* "password" / "xoauth2"; "google" / "microsoft" / "custom";
+ * "refresh_token" / "client_credentials". */
+const char *cfg_auth_name(enum cfg_auth a);
+const char *cfg_provider_name(enum cfg_oauth_provider p);
+const char *cfg_grant_name(enum cfg_oauth_grant g);
 
 /* "90s", "5m", "1h", "5d", "2w" or digits (seconds). */
 int cfg_parse_duration(const char *s, uint64_t *secs);

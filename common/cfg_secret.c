@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PASSWORD_READ	1024		/* bytes of the file looked at */
 
 void
 cfg_secret_clear(struct cfg_secret *s)
@@ -48,41 +47,49 @@ cfg_read_line(int fd, char *buf, size_t sz)
 	return (ssize_t)len;
 }
 
-/* Keeps the first line of buf without any whitespace; never prints it. */
+/*
+ * Keeps the first line of buf (len bytes read, cap the buffer) without any
+ * whitespace, in place; never prints it.
+ */
 static const char *
-cfg_clean_password(const char *buf, size_t len, struct cfg_secret *out)
+cfg_clean_secret(char *buf, size_t len, size_t cap, size_t *outlen)
 {
 	const char *nl = memchr(buf, '\n', len);
-	size_t i, end = nl != NULL ? (size_t)(nl - buf) : len;
+	size_t i, end = nl != NULL ? (size_t)(nl - buf) : len, n = 0;
+	const char *why = NULL;
 
-	if (nl == NULL && len + 1 >= PASSWORD_READ)
-		return "the first line is too long";
-	for (i = 0; i < end; i++) {
+	if (nl == NULL && len + 1 >= cap)
+		why = "the first line is too long";
+	for (i = 0; why == NULL && i < end; i++) {
 		unsigned char c = (unsigned char)buf[i];
 
 		if (isspace(c))
 			continue;
 		if (c < 0x20 || c == 0x7f)
-			return "the password contains a control character";
-		if (out->len + 1 >= sizeof(out->buf))
-			return "the password is too long";
-		out->buf[out->len++] = (char)c;
+			why = "the first line contains a control character";
+		else
+			buf[n++] = (char)c;
 	}
-	out->buf[out->len] = '\0';
-	return out->len == 0 ? "the first line is empty" : NULL;
+	explicit_bzero(buf + n, len - n);
+	buf[n] = '\0';
+	*outlen = n;
+	if (why == NULL && n == 0)
+		why = "the first line is empty";
+	return why;
 }
 
-/* Checks and reads an open password file. */
+/* Checks and reads an open secret file into buf (cap bytes). */
 static int
-cfg_read_password_fd(int fd, const char *path, bool credential,
-    struct cfg_secret *out, char **err)
+cfg_read_secret_fd(int fd, const char *path, bool credential, char *buf,
+    size_t cap, size_t *outlen, char **err)
 {
-	char buf[PASSWORD_READ];
 	const char *why = NULL;
 	struct stat st;
 	ssize_t n;
 	int r = -EINVAL;
 
+	*outlen = 0;
+	buf[0] = '\0';
 	if (fstat(fd, &st) == -1) {
 		r = -errno;
 		why = strerror(errno);
@@ -92,20 +99,43 @@ cfg_read_password_fd(int fd, const char *path, bool credential,
 	    S_IWOTH))) {
 		r = -EPERM;
 		if (asprintf(err, "%s: readable or writable by group or others "
-		    "(mode %04o); the password file must be private: chmod "
+		    "(mode %04o); the file must be private: chmod "
 		    "600 %s", path, (unsigned)(st.st_mode & 07777), path) == -1)
 			*err = NULL;
 		return r;
-	} else if ((n = cfg_read_line(fd, buf, sizeof(buf))) < 0) {
+	} else if ((n = cfg_read_line(fd, buf, cap)) < 0) {
 		r = (int)n;
 		why = strerror((int)-n);
 	} else {
-		why = cfg_clean_password(buf, (size_t)n, out);
+		why = cfg_clean_secret(buf, (size_t)n, cap, outlen);
 		r = why == NULL ? 0 : -EINVAL;
 	}
-	explicit_bzero(buf, sizeof(buf));
 	if (why != NULL && asprintf(err, "%s: %s", path, why) == -1)
 		*err = NULL;
+	if (r < 0) {
+		explicit_bzero(buf, cap);
+		*outlen = 0;
+	}
+	return r;
+}
+
+int
+cfg_read_secret_file(const char *path, char *buf, size_t cap, size_t *len,
+    char **err)
+{
+	int fd, r;
+
+	*err = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	    0) {
+		r = -errno;
+		if (asprintf(err, "%s: %s", path, strerror(-r)) == -1)
+			*err = NULL;
+		return r;
+	}
+	r = cfg_read_secret_fd(fd, path, false, buf, cap, len, err);
+	close(fd);
 	return r;
 }
 
@@ -162,7 +192,8 @@ cfg_read_password_from(const struct cfg *cfg, struct cfg_secret *out,
 		free(path);
 		return fd;
 	}
-	r = cfg_read_password_fd(fd, path, *credential, out, err);
+	r = cfg_read_secret_fd(fd, path, *credential, out->buf,
+	    sizeof(out->buf), &out->len, err);
 	close(fd);
 	free(path);
 	if (r < 0)
@@ -217,8 +248,9 @@ cfg_check_password(const struct cfg *cfg, struct cfg_errors *errs)
 	unsigned line;
 	int r;
 
-	if (cfg->upstream.username == NULL &&
-	    cfg->upstream.password_file == NULL)
+	if (cfg->upstream.auth != CFG_AUTH_PASSWORD ||
+	    (cfg->upstream.username == NULL &&
+	    cfg->upstream.password_file == NULL))
 		return 0;
 	r = cfg_read_password_from(cfg, &secret, &err, &credential);
 	cfg_secret_clear(&secret);
@@ -277,11 +309,11 @@ cfg_check_spool(const struct cfg *cfg, struct cfg_errors *errs)
 	return r;
 }
 
-/* The CA file, when set, is a readable regular file. */
+/* A CA file, when set, is a readable regular file. */
 static int
-cfg_check_ca_file(const struct cfg *cfg, struct cfg_errors *errs)
+cfg_check_ca_path(const struct cfg *cfg, struct cfg_errors *errs,
+    const char *key, const char *ca, unsigned line)
 {
-	const char *ca = cfg->upstream.ca_file;
 	struct stat st;
 	int fd, r = 0;
 
@@ -296,9 +328,77 @@ cfg_check_ca_file(const struct cfg *cfg, struct cfg_errors *errs)
 	if (fd >= 0)
 		close(fd);
 	if (r < 0)
-		cfg_rt_error(errs, cfg, cfg->line.ca_file,
-		    "upstream.ca_file: %s: %s", ca,
+		cfg_rt_error(errs, cfg, line, "%s: %s: %s", key, ca,
 		    r == -EINVAL ? "not a regular file" : strerror(-r));
+	return r;
+}
+
+/* One OAuth secret file can be read and passes the rules. */
+static int
+cfg_check_oauth_file(const struct cfg *cfg, struct cfg_errors *errs,
+    const char *key, const char *path, unsigned line)
+{
+	char buf[CFG_OAUTH_SECRET_MAX], *err = NULL;
+	size_t len;
+	int r;
+
+	r = cfg_read_secret_file(path, buf, sizeof(buf), &len, &err);
+	explicit_bzero(buf, sizeof(buf));
+	if (r == -ENOENT && strcmp(key, "oauth.refresh_token_file") == 0)
+		cfg_rt_error(errs, cfg, line, "%s: %s does not exist yet: run "
+		    "`smartrelay oauth` to sign in once and write it", key,
+		    path);
+	else if (r < 0)
+		cfg_rt_error(errs, cfg, line, "%s: %s", key,
+		    err ? err : strerror(-r));
+	free(err);
+	return r;
+}
+
+/* The directory of the refresh token lets the daemon replace the file. */
+static int
+cfg_check_token_dir(const struct cfg *cfg, struct cfg_errors *errs)
+{
+	const char *path = cfg->upstream.oauth.refresh_token_file;
+	char *copy;
+	int r = 0;
+
+	if ((copy = strdup(path)) == NULL)
+		return -ENOMEM;
+	if (faccessat(AT_FDCWD, dirname(copy), W_OK | X_OK, AT_EACCESS)) {
+		r = -errno;
+		cfg_rt_error(errs, cfg, cfg->line.refresh_token_file,
+		    "oauth.refresh_token_file: cannot create files in %s (%s); "
+		    "the daemon replaces the file when the provider sends a "
+		    "new refresh token", copy, strerror(-r));
+	}
+	free(copy);
+	return r;
+}
+
+/* The client secret, the refresh token and the token endpoint's CA. */
+static int
+cfg_check_oauth_files(const struct cfg *cfg, struct cfg_errors *errs)
+{
+	const struct cfg_oauth *o = &cfg->upstream.oauth;
+	int r = 0;
+
+	if (cfg->upstream.auth != CFG_AUTH_XOAUTH2)
+		return 0;
+	if (o->client_secret_file != NULL && cfg_check_oauth_file(cfg, errs,
+	    "oauth.client_secret_file", o->client_secret_file,
+	    cfg->line.client_secret_file) < 0)
+		r = -EINVAL;
+	if (o->refresh_token_file != NULL && cfg_check_oauth_file(cfg, errs,
+	    "oauth.refresh_token_file", o->refresh_token_file,
+	    cfg->line.refresh_token_file) < 0)
+		r = -EINVAL;
+	if (o->refresh_token_file != NULL && cfg_check_token_dir(cfg, errs) <
+	    0)
+		r = -EINVAL;
+	if (cfg_check_ca_path(cfg, errs, "oauth.ca_file", o->ca_file,
+	    cfg->line.oauth_ca_file) < 0)
+		r = -EINVAL;
 	return r;
 }
 
@@ -307,11 +407,14 @@ cfg_check_runtime(const struct cfg *cfg, struct cfg_errors *errs)
 {
 	int r = 0;
 
+	if (cfg_check_oauth_files(cfg, errs) < 0)
+		r = -EINVAL;
 	if (cfg_check_password(cfg, errs) < 0)
 		r = -EINVAL;
 	if (cfg_check_spool(cfg, errs) < 0)
 		r = -EINVAL;
-	if (cfg_check_ca_file(cfg, errs) < 0)
+	if (cfg_check_ca_path(cfg, errs, "upstream.ca_file",
+	    cfg->upstream.ca_file, cfg->line.ca_file) < 0)
 		r = -EINVAL;
 	return r;
 }

@@ -5,7 +5,7 @@
 set -eu
 
 build="gcc pkg-config meson ninja-build libevent-dev libssl-dev libconfig-dev
-libsystemd-dev"
+libsystemd-dev libjansson-dev"
 test="$build libcmocka-dev python3 python3-pytest swaks openssl clang
 libclang-rt-14-dev systemd valgrind bsd-mailx libnet-ssleay-perl
 libio-socket-ssl-perl"

@@ -999,6 +999,199 @@ test_tls_name(void **state)
 	assert_string_equal(cfg_tls_name(CFG_TLS_NONE), "none");
 }
 
+/*
+ * upstream.auth and upstream.oauth.
+ */
+
+#define OAUTH_GOOGLE \
+	"upstream = {\n" \
+	"  username = \"me@gmail.com\";\n" \
+	"  auth = \"xoauth2\";\n" \
+	"  oauth = {\n" \
+	"    provider = \"google\";\n" \
+	"    client_id = \"123.apps.googleusercontent.com\";\n" \
+	"    client_secret_file = \"secret\";\n" \
+	"    refresh_token_file = \"/var/lib/smartrelay/rt\";\n" \
+	"  };\n" \
+	"};\n"
+
+static void
+test_oauth_google_defaults(void **state)
+{
+	struct cfg *cfg = expect_ok(OAUTH_GOOGLE);
+	const struct cfg_oauth *o = &cfg->upstream.oauth;
+
+	assert_int_equal(cfg->upstream.auth, CFG_AUTH_XOAUTH2);
+	assert_int_equal(o->provider, CFG_OAUTH_GOOGLE);
+	assert_int_equal(o->grant, CFG_GRANT_REFRESH_TOKEN);
+	assert_string_equal(o->token_url, "https://oauth2.googleapis.com/token");
+	assert_string_equal(o->scope, "https://mail.google.com/");
+	assert_string_equal(o->client_id, "123.apps.googleusercontent.com");
+	assert_string_equal(o->refresh_token_file, "/var/lib/smartrelay/rt");
+	/* Relative to the config's directory, as every path. */
+	assert_true(o->client_secret_file[0] == '/');
+	assert_non_null(strstr(o->client_secret_file, "/secret"));
+	assert_null(o->tenant);
+	assert_null(o->ca_file);
+	assert_string_equal(cfg_auth_name(cfg->upstream.auth), "xoauth2");
+	assert_string_equal(cfg_provider_name(o->provider), "google");
+	assert_string_equal(cfg_grant_name(o->grant), "refresh_token");
+	cfg_free(cfg);
+}
+
+static void
+test_oauth_microsoft_defaults(void **state)
+{
+	struct cfg *cfg;
+
+	cfg = expect_ok("upstream = { host = \"smtp.office365.com\";\n"
+	    "username = \"relay@contoso.com\"; auth = \"xoauth2\";\n"
+	    "oauth = { provider = \"microsoft\"; client_id = \"abc\";\n"
+	    "refresh_token_file = \"/tmp/rt\"; }; };\n");
+	assert_string_equal(cfg->upstream.oauth.tenant, "organizations");
+	assert_string_equal(cfg->upstream.oauth.token_url,
+	    "https://login.microsoftonline.com/organizations/oauth2/v2.0/token");
+	assert_string_equal(cfg->upstream.oauth.scope,
+	    "https://outlook.office.com/SMTP.Send offline_access");
+	assert_null(cfg->upstream.oauth.client_secret_file);
+	cfg_free(cfg);
+	cfg = expect_ok("upstream = { username = \"relay@contoso.com\";\n"
+	    "auth = \"xoauth2\"; oauth = { provider = \"microsoft\";\n"
+	    "tenant = \"contoso.onmicrosoft.com\"; grant = "
+	    "\"client_credentials\";\n client_id = \"abc\"; "
+	    "client_secret_file = \"/s\"; ca_file = \"/ca.pem\"; }; };\n");
+	assert_int_equal(cfg->upstream.oauth.grant,
+	    CFG_GRANT_CLIENT_CREDENTIALS);
+	assert_string_equal(cfg->upstream.oauth.token_url,
+	    "https://login.microsoftonline.com/contoso.onmicrosoft.com/"
+	    "oauth2/v2.0/token");
+	assert_string_equal(cfg->upstream.oauth.scope,
+	    "https://outlook.office365.com/.default");
+	assert_string_equal(cfg->upstream.oauth.ca_file, "/ca.pem");
+	cfg_free(cfg);
+	/* Given values win over the defaults; custom needs only token_url. */
+	cfg = expect_ok("upstream = { username = \"u@example.org\";\n"
+	    "auth = \"xoauth2\"; oauth = { provider = \"custom\";\n"
+	    "token_url = \"https://127.0.0.1:8443/token\"; client_id = \"c\";"
+	    "\n refresh_token_file = \"/rt\"; }; };\n");
+	assert_string_equal(cfg->upstream.oauth.token_url,
+	    "https://127.0.0.1:8443/token");
+	assert_null(cfg->upstream.oauth.scope);
+	cfg_free(cfg);
+}
+
+static void
+test_oauth_errors(void **state)
+{
+	expect_error("upstream = {\n auth = \"oauth\";\n};\n", 2,
+	    "upstream.auth: \"oauth\" is not an AUTH method", "xoauth2");
+	expect_error("upstream = {\n auth = 2;\n};\n", 2,
+	    "upstream.auth: expected a string", NULL);
+	expect_error("upstream = { username = \"a@b.c\";\n"
+	    "password_file = \"/p\";\n oauth = { provider = \"google\"; };\n"
+	    "};\n", 3, "upstream.oauth is only used with upstream.auth = "
+	    "\"xoauth2\"", NULL);
+	expect_error("upstream = { username = \"a@b.c\";\n auth = \"xoauth2\";"
+	    "\n};\n", 2, "needs an upstream.oauth group", NULL);
+	expect_error("upstream = {\n auth = \"xoauth2\";\n oauth = {\n"
+	    "  provider = \"gmail\";\n };\n};\n", 4,
+	    "oauth.provider: \"gmail\" is not a provider", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  tokenurl = \"https://x\";\n };\n};\n", 4,
+	    "unknown key \"tokenurl\" in oauth", "did you mean \"token_url\"");
+}
+
+static void
+test_oauth_rules(void **state)
+{
+	/* No username: XOAUTH2 names the mailbox. */
+	expect_error("upstream = {\n auth = \"xoauth2\";\n oauth = {"
+	    " client_id = \"c\"; refresh_token_file = \"/r\"; };\n};\n", 2,
+	    "needs upstream.username", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  refresh_token_file = \"/r\";\n };\n};\n", 2,
+	    "needs oauth.client_id", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  client_id = \"c\";\n };\n};\n", 2,
+	    "needs oauth.refresh_token_file", "smartrelay oauth");
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { provider = \"microsoft\"; client_id = \"c\";\n"
+	    "  grant = \"client_credentials\";\n };\n};\n", 2,
+	    "needs oauth.client_secret_file", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  grant = \"client_credentials\"; client_secret_file = \"/s\";\n"
+	    " };\n};\n", 3, "Google does not give SMTP access", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  tenant = \"contoso.com\";\n };\n};\n", 3,
+	    "oauth.tenant is only used with provider = \"microsoft\"", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  provider = \"microsoft\"; tenant = \"a/../b\";\n };\n};\n", 3,
+	    "oauth.tenant: \"a/../b\" is not a tenant", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  provider = \"custom\";\n };\n};\n", 3,
+	    "provider = \"custom\" needs oauth.token_url", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = { client_id = \"c\"; refresh_token_file = \"/r\";\n"
+	    "  token_url = \"http://example.org/token\";\n };\n};\n", 3,
+	    "oauth.token_url: must be an https:// URL", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  client_id = \"c d\"; refresh_token_file = \"/r\";"
+	    "\n };\n};\n", 3, "oauth.client_id: must be", NULL);
+	expect_error("upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " password_file = \"/p\";\n oauth = { client_id = \"c\"; "
+	    "refresh_token_file = \"/r\"; };\n};\n", 2,
+	    "upstream.password_file is not used with auth = \"xoauth2\"",
+	    NULL);
+}
+
+/* --check-config reads the OAuth files by the rules of password_file. */
+static void
+test_oauth_runtime(void **state)
+{
+	struct cfg_errors errs = { 0 };
+	struct cfg *cfg;
+	char text[PATH_MAX * 3];
+
+	write_file("cs", "GOCSPX-secretvalue\n", 0600);
+	unlink(write_file("rt-missing", "", 0600));
+	snprintf(text, sizeof(text), "spool = \"%s/spool\";\n"
+	    "upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  client_id = \"c\";\n  client_secret_file = \"cs\";\n"
+	    "  refresh_token_file = \"rt-missing\";\n };\n};\n", tmpdir);
+	cfg = expect_ok(text);
+	assert_int_equal(cfg_check_runtime(cfg, &errs), -EINVAL);
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msgs[0], ":6: oauth.refresh_token_file"));
+	assert_non_null(strstr(errs.msgs[0], "run `smartrelay oauth`"));
+	cfg_errors_clear(&errs);
+	cfg_free(cfg);
+
+	write_file("rt", "1//0refresh-token\n", 0644);
+	write_file("cs", "GOCSPX-secretvalue\n", 0640);
+	snprintf(text, sizeof(text), "spool = \"%s/spool\";\n"
+	    "upstream = { username = \"a@b.c\"; auth = \"xoauth2\";\n"
+	    " oauth = {\n  client_id = \"c\";\n  client_secret_file = \"cs\";\n"
+	    "  refresh_token_file = \"rt\";\n };\n};\n", tmpdir);
+	cfg = expect_ok(text);
+	assert_int_equal(cfg_check_runtime(cfg, &errs), -EINVAL);
+	assert_int_equal(errs.n, 2);
+	assert_non_null(strstr(errs.msgs[0], ":5: oauth.client_secret_file"));
+	assert_non_null(strstr(errs.msgs[0], "chmod 600"));
+	assert_non_null(strstr(errs.msgs[1], ":6: oauth.refresh_token_file"));
+	assert_null(strstr(errs.msgs[0], "GOCSPX"));
+	assert_null(strstr(errs.msgs[1], "refresh-token"));
+	cfg_errors_clear(&errs);
+	chmod(write_file("rt", "1//0refresh-token\n", 0600), 0600);
+	write_file("cs", "GOCSPX-secretvalue\n", 0600);
+	assert_int_equal(cfg_check_runtime(cfg, &errs), 0);
+	cfg_free(cfg);
+}
+
 int
 main(void)
 {
@@ -1036,6 +1229,11 @@ main(void)
 		cmocka_unit_test(test_parse_net_bad),
 		cmocka_unit_test(test_parse_listen),
 		cmocka_unit_test(test_tls_name),
+		cmocka_unit_test(test_oauth_google_defaults),
+		cmocka_unit_test(test_oauth_microsoft_defaults),
+		cmocka_unit_test(test_oauth_errors),
+		cmocka_unit_test(test_oauth_rules),
+		cmocka_unit_test(test_oauth_runtime),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -467,7 +467,7 @@ oauth_status_name(enum oauth_status st)
 	static const char *const names[] = {
 		"ok", "temporary", "invalid_grant", "invalid_client",
 		"refused", "authorization_pending", "slow_down",
-		"expired_token", "access_denied",
+		"expired_token", "access_denied", "local",
 	};
 
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ?
@@ -516,6 +516,10 @@ oauth_advice(enum oauth_status st, const struct cfg_oauth *o)
 	case OAUTH_DENIED:
 		return "the sign-in was declined: run `smartrelay oauth` again "
 		    "and accept the permissions";
+	case OAUTH_LOCAL:
+		return "fix the file named in the message (the refresh token "
+		    "file is written by `smartrelay oauth`; its directory must "
+		    "be writable by the daemon)";
 	}
 	return "?";
 }

@@ -50,6 +50,7 @@ enum oauth_status {
 	OAUTH_SLOW_DOWN,	/* device flow: poll less often */
 	OAUTH_EXPIRED,		/* device flow: the code expired */
 	OAUTH_DENIED,		/* the person declined */
+	OAUTH_LOCAL,		/* a file of ours: unreadable, unwritable */
 };
 
 /* A token endpoint's answer. */

@@ -48,9 +48,12 @@
 #include "cfg.h"
 #include "log.h"
 #include "queue.h"
+#include "oauth.h"
 #include "relay_private.h"
 #include "reply.h"
+#include "sasl_oauth.h"
 #include "tls.h"
+#include "token.h"
 
 #define RELAY_CONNECT_TIMEOUT	30	/* seconds per address, at most */
 #define RELAY_QUIT_TIMEOUT	10	/* seconds to wait for 221 */
@@ -65,6 +68,7 @@ enum relay_state {
 	RELAY_GREETING,		/* waiting for 220 */
 	RELAY_EHLO,		/* EHLO sent */
 	RELAY_STARTTLS,		/* STARTTLS sent */
+	RELAY_TOKEN,		/* waiting for an OAuth access token */
 	RELAY_AUTH,		/* AUTH sent, exchange in progress */
 	RELAY_READY,		/* idle, authenticated: ready for a message */
 	RELAY_ENVELOPE,		/* MAIL/RCPT/DATA sent, replies pending */
@@ -113,6 +117,7 @@ struct relay_session {
 	char *host;			/* owned */
 	unsigned port;
 	char *username;			/* owned, NULL: no AUTH */
+	enum cfg_auth auth;		/* password or xoauth2, at the start */
 	enum relay_state state;
 	unsigned flags;			/* RF_* */
 	unsigned ext;			/* EXT_* of the last EHLO */
@@ -127,6 +132,9 @@ struct relay_session {
 	struct reply reply;		/* the reply being read */
 	struct cfg_secret secret;	/* password while AUTH LOGIN needs it */
 	unsigned auth_step;		/* 334 prompts answered */
+	struct oauth_secret token;	/* the access token while AUTH needs it */
+	bool token_cached;		/* it came from the cache, not fresh */
+	bool token_retried;		/* a refused token was renewed once */
 	struct relay_txn *txn;		/* owned, NULL outside transactions */
 	struct evbuffer *batch;		/* owned: pipelined commands being
 					   gathered, else NULL */
@@ -155,7 +163,7 @@ relay_strstate(enum relay_state st)
 {
 	static const char *const names[] = {
 		"init", "resolving", "connecting", "handshake", "greeting",
-		"ehlo", "starttls", "auth", "ready", "envelope", "body", "dot",
+		"ehlo", "starttls", "token", "auth", "ready", "envelope", "body", "dot",
 		"rset", "quit", "dead",
 	};
 
@@ -489,6 +497,7 @@ relay_setup_failed(struct relay_session *s, enum relay_stage stage,
 }
 
 static void relay_start_auth(struct relay_session *);
+static void relay_start_oauth(struct relay_session *);
 static void relay_start_tls(struct relay_session *);
 
 /* The 220 greeting: EHLO next. */
@@ -583,6 +592,10 @@ relay_start_auth(struct relay_session *s)
 		relay_ready(s);
 		return;
 	}
+	if (s->auth == CFG_AUTH_XOAUTH2) {
+		relay_start_oauth(s);
+		return;
+	}
 	if (!(s->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN))) {
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "the upstream offers neither AUTH PLAIN nor AUTH LOGIN");
@@ -610,6 +623,131 @@ relay_start_auth(struct relay_session *s)
 		return;
 	}
 	relay_expect(s, RELAY_AUTH);
+}
+
+/* ---- OAuth: XOAUTH2 and OAUTHBEARER (docs/oauth.md) ---- */
+
+/* No token: the account's problem, never the messages'. */
+static void
+relay_token_failed(struct relay_session *s, enum oauth_status st,
+    const char *why)
+{
+	char reason[RELAY_REPLY_MAX];
+
+	snprintf(reason, sizeof(reason), "OAuth token %s: %.300s",
+	    oauth_status_name(st), why);
+	relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS, reason);
+}
+
+/* Sends AUTH with the token: OAUTHBEARER when offered, else XOAUTH2. */
+static void
+relay_send_oauth(struct relay_session *s)
+{
+	struct oauth_secret msg;
+	bool bearer = (s->ext & EXT_AUTH_OAUTHBEARER) != 0;
+	int r;
+
+	if ((r = oauth_secret_init(&msg, CFG_OAUTH_SECRET_MAX + 1024)) == 0)
+		r = bearer ? sasl_oauthbearer(s->username, s->host, s->port,
+		    &s->token, &msg) : sasl_xoauth2(s->username, &s->token,
+		    &msg);
+	if (r == 0)
+		r = relay_send_secret(s, bearer ? "AUTH OAUTHBEARER " :
+		    "AUTH XOAUTH2 ", (const unsigned char *)msg.buf, msg.len, 0);
+	oauth_secret_free(&msg);
+	if (r < 0) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    r == -EINVAL ? "upstream.username cannot go into an OAuth "
+		    "login" : "out of memory");
+		return;
+	}
+	s->auth_step = 0;
+	relay_expect(s, RELAY_AUTH);
+}
+
+/* The token manager's answer, found by session id. */
+static void
+relay_token_cb(void *arg, uint64_t id, const struct oauth_secret *tok,
+    enum oauth_status st, const char *why)
+{
+	struct relay_session *s = relay_lookup(arg, id);
+
+	if (s == NULL || s->state != RELAY_TOKEN)
+		return;
+	if (tok == NULL || oauth_secret_set(&s->token, tok->buf, tok->len) <
+	    0) {
+		relay_token_failed(s, st, why);
+		return;
+	}
+	s->token_cached = false;
+	relay_send_oauth(s);
+}
+
+/* Gets a token (cached, or from the endpoint), then logs in with it. */
+static void
+relay_start_oauth(struct relay_session *s)
+{
+	enum oauth_status st;
+	char why[RELAY_REPLY_MAX];
+	int r;
+
+	if (!(s->ext & (EXT_AUTH_XOAUTH2 | EXT_AUTH_OAUTHBEARER))) {
+		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS,
+		    "the upstream offers neither AUTH XOAUTH2 nor OAUTHBEARER: "
+		    "auth = \"xoauth2\" cannot log in there (check "
+		    "upstream.host and upstream.port)");
+		return;
+	}
+	if (s->token.buf == NULL &&
+	    oauth_secret_init(&s->token, CFG_OAUTH_SECRET_MAX) < 0) {
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
+		return;
+	}
+	r = token_get(s->env->token, s->id, &s->token, relay_token_cb, s->env,
+	    &st, why, sizeof(why));
+	if (r == 1) {
+		s->token_cached = true;
+		relay_send_oauth(s);
+	} else if (r == 0) {
+		relay_enter_state(s, RELAY_TOKEN);
+		relay_arm(s, s->env->cfg->upstream.timeout + 60);
+	} else if (r == -EIO)
+		relay_token_failed(s, st, why);
+	else
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
+}
+
+/*
+ * A 334 during an OAuth AUTH is the error challenge (base64 JSON, status
+ * 401): answer it so that the server ends the exchange with its 535.
+ */
+static void
+relay_oauth_challenge(struct relay_session *s)
+{
+	relay_send_line(s, s->auth_step++ > 0 ? "*" :
+	    (s->ext & EXT_AUTH_OAUTHBEARER) ? SASL_OAUTHBEARER_ABORT :
+	    SASL_XOAUTH2_ABORT);
+	relay_arm(s, s->env->cfg->upstream.timeout);
+}
+
+/*
+ * The token was refused.  A token from the cache may have been revoked or
+ * expired early: drop it and try once more with a fresh one, in the same
+ * session.  A fresh token refused means the account or the scope is wrong.
+ */
+static bool
+relay_oauth_retry(struct relay_session *s)
+{
+	if (s->auth != CFG_AUTH_XOAUTH2 || !s->token_cached ||
+	    s->token_retried || reply_class(&s->reply) != 5)
+		return false;
+	s->token_retried = true;
+	token_stale(s->env->token, &s->token);
+	oauth_secret_clear(&s->token);
+	relay_start_oauth(s);
+	return true;
 }
 
 /* Answers a 334 of AUTH LOGIN: the user name, then the password. */
@@ -643,11 +781,18 @@ relay_auth_login_step(struct relay_session *s)
 static void
 relay_on_auth(struct relay_session *s)
 {
+	if (s->reply.code == 334 && s->auth == CFG_AUTH_XOAUTH2) {
+		relay_oauth_challenge(s);
+		return;
+	}
 	if (s->reply.code == 334 && s->auth_step < 3) {
 		relay_auth_login_step(s);
 		return;
 	}
 	cfg_secret_clear(&s->secret);
+	if (reply_class(&s->reply) != 2 && relay_oauth_retry(s))
+		return;
+	oauth_secret_free(&s->token);
 	if (reply_class(&s->reply) == 2) {
 		s->flags |= RF_AUTHED;
 		log_msg(LOG_INFO, NULL, "relay session=%" PRIu64
@@ -1287,6 +1432,7 @@ relay_free(struct relay_session *s)
 	if (s->ai != NULL)
 		evutil_freeaddrinfo(s->ai);
 	cfg_secret_clear(&s->secret);
+	oauth_secret_free(&s->token);
 	free(s->host);
 	free(s->username);
 	free(s);
@@ -1328,6 +1474,9 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	cfg_secret_clear(&s->secret);
+	oauth_secret_free(&s->token);
+	if (was == RELAY_TOKEN && env->token != NULL)
+		token_cancel(env->token, s->id);
 	if (t != NULL) {
 		if (was == RELAY_DOT) {
 			t->res.dot_sent = true;
@@ -1376,6 +1525,7 @@ relay_new(struct relay_env *env, uint64_t id)
 	s->id = id;
 	s->env = env;
 	s->tls = u->tls;
+	s->auth = env->token != NULL ? u->auth : CFG_AUTH_PASSWORD;
 	s->port = u->port;
 	reply_init(&s->reply);
 	if ((s->host = strdup(u->host)) == NULL ||

@@ -35,6 +35,7 @@ struct queue_msg;
 struct reply;
 struct relay_session;
 struct sockaddr;
+struct token;
 
 /* What a reply (or a local event) means for a message or the queue. */
 enum relay_outcome {
@@ -116,6 +117,7 @@ struct relay_env {
 	const struct cfg *cfg;		/* borrowed; replaced on reload */
 	struct queue *queue;		/* borrowed */
 	const struct relay_ops *ops;	/* borrowed */
+	struct token *token;		/* borrowed: OAuth access tokens */
 	void *arg;
 	struct relay_list *sessions;	/* owned: live sessions, by id */
 };

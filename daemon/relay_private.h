@@ -15,6 +15,8 @@ struct reply;
 #define EXT_SIZE	0x10
 #define EXT_AUTH_PLAIN	0x20
 #define EXT_AUTH_LOGIN	0x40
+#define EXT_AUTH_XOAUTH2	0x80
+#define EXT_AUTH_OAUTHBEARER	0x100
 
 /* Reads the EXT_* keywords an EHLO reply offers. */
 unsigned relay_ehlo_ext(const struct reply *r);

@@ -138,6 +138,11 @@ relay_ehlo_ext(const struct reply *r)
 					ext |= EXT_AUTH_PLAIN;
 				if (ml == 5 && strncasecmp(p, "LOGIN", 5) == 0)
 					ext |= EXT_AUTH_LOGIN;
+				if (ml == 7 && strncasecmp(p, "XOAUTH2", 7) == 0)
+					ext |= EXT_AUTH_XOAUTH2;
+				if (ml == 11 &&
+				    strncasecmp(p, "OAUTHBEARER", 11) == 0)
+					ext |= EXT_AUTH_OAUTHBEARER;
 				p += ml;
 			}
 		}

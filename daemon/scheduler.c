@@ -13,6 +13,7 @@
  * found by that id, and dropped when the session says it closed.
  */
 #include "scheduler.h"
+#include "token.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +70,7 @@ struct sched {
 	struct queue *queue;		/* borrowed */
 	struct evdns_base *dns;		/* owned */
 	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
+	struct token *token;		/* owned: OAuth access tokens */
 	char *ca_file;			/* owned: what ssl_ctx trusts (NULL:
 					 * the system store) */
 	bool tls_broken;		/* ca_file did not load: nothing
@@ -922,8 +924,11 @@ sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
 	    (s->dns = sched_dns_new(base)) == NULL ||
 	    (s->timer = evtimer_new(base, sched_timer_cb, s)) == NULL ||
 	    (s->kick = evtimer_new(base, sched_kick_cb, s)) == NULL ||
+	    (s->token = token_new(base, s->dns)) == NULL ||
 	    relay_env_init(&s->env) < 0)
 		goto fail;
+	token_set_cfg(s->token, cfg);
+	s->env.token = s->token;
 	s->env.base = base;
 	s->env.dns = s->dns;
 	s->env.cfg = cfg;
@@ -947,6 +952,7 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	relay_env_free(&s->env);
+	token_free(s->token);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
 		sched_msg_free(c->cur);
 		sched_conn_free(s, c);
@@ -1134,8 +1140,15 @@ sched_set_cfg(struct sched *s, const struct cfg *cfg, char **err)
 	*err = NULL;
 	s->cfg = cfg;
 	s->env.cfg = cfg;
+	token_set_cfg(s->token, cfg);
 	sched_kick(s);
 	return sched_set_tls(s, cfg->upstream.ca_file, err);
+}
+
+const struct token *
+sched_token(const struct sched *s)
+{
+	return s->token;
 }
 
 void

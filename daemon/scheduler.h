@@ -41,6 +41,7 @@ struct event_base;
 struct queue;
 struct queue_msg;
 struct sched;
+struct token;
 
 enum sched_upstream {
 	SCHED_UP_OK,
@@ -98,6 +99,8 @@ size_t sched_count(const struct sched *s);
  * previous settings stay and *err says why.
  */
 int sched_set_cfg(struct sched *s, const struct cfg *cfg, char **err);
+/* The OAuth token manager (for `smartrelay status`). */
+const struct token *sched_token(const struct sched *s);
 
 void sched_status(const struct sched *s, struct sched_status *st);
 /* "ok", "retrying", "paused-credentials", "paused-quota". */

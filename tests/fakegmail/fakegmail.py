@@ -139,6 +139,17 @@ T_LINE_TOO_LONG = (500, "5.5.2", ["Line too long."])
 
 XOAUTH2_ERROR = base64.b64encode(
     b'{"status":"401","schemes":"bearer mac","scope":"https://mail.google.com/"}').decode()
+OAUTHBEARER_ERROR = base64.b64encode(
+    b'{"status":"invalid_token","scope":"https://mail.google.com/"}').decode()
+
+# Microsoft 365 (flavor="office365"): smtp.office365.com's own texts for the
+# greeting, EHLO and AUTH (docs/oauth.md); the mail transaction keeps
+# Gmail's texts, which the relay treats the same way.
+O365_HOST = "BN9PR03CA0001.outlook.office365.com"
+O365_AUTH_MECHS = "LOGIN XOAUTH2"
+O365_BASIC_OFF = ("550 5.7.30 Basic authentication is not supported for "
+                  "Client Submission.")
+O365_BAD_TOKEN = "535 5.7.3 Authentication unsuccessful [%s]" % O365_HOST
 
 # ---------------------------------------------------------------------------
 # Failure catalogue: name -> default parameters. `count` is separate.
@@ -218,6 +229,7 @@ class AuthAttempt:
     success: bool = False
     tls_active: bool = False
     reply: str = ""             # first line of the final reply
+    challenge_answer: str = None  # the client's answer to a 334 error challenge
 
 
 @dataclasses.dataclass
@@ -331,7 +343,8 @@ class FakeGmail:
                  offer_starttls=True, allow_plain_auth=False, no_ext=(),
                  max_size=MAX_SIZE, max_recipients=MAX_RECIPIENTS,
                  idle_timeout=300.0, handshake_timeout=10.0,
-                 oauth_token=None, fail=None):
+                 oauth_token=None, oauth_check=None, flavor="gmail",
+                 fail=None):
         """Configure (nothing is bound until start()).
 
         cert: "good" | "wrongname" | "untrusted" | "nosni" — what a client
@@ -342,7 +355,15 @@ class FakeGmail:
         AUTH/MAIL without TLS (to catch a client that would send credentials).
         no_ext: EHLO keywords to leave out, e.g. {"PIPELINING", "CHUNKING"}.
         fail: names, or {name: {"count": N, **params}}, as for set_fail().
+        oauth_token: the one access token XOAUTH2/OAUTHBEARER accept, or
+        oauth_check(user, token) -> bool (e.g. a FakeToken's token_valid).
+        flavor="office365": smtp.office365.com's greeting, EHLO and AUTH
+        (AUTH LOGIN XOAUTH2; password logins get 550 5.7.30; a refused
+        token the 401 challenge, then 535 5.7.3).
         """
+        if flavor not in ("gmail", "office365"):
+            raise ValueError("flavor must be gmail or office365")
+        self.flavor, self.oauth_check = flavor, oauth_check
         if cert not in ("good", "wrongname", "untrusted", "nosni"):
             raise ValueError("cert must be good, wrongname, untrusted or nosni")
         self.user, self.password, self.oauth_token = user, password, oauth_token
@@ -371,6 +392,14 @@ class FakeGmail:
         else:
             for name in fail or ():
                 self.set_fail(name)
+
+    def _oauth_ok(self, user, token):
+        """Whether XOAUTH2/OAUTHBEARER credentials are accepted."""
+        if user != self.user or not token:
+            return False
+        if self.oauth_check is not None:
+            return self.oauth_check(token)
+        return self.oauth_token is not None and token == self.oauth_token
 
     # -- failure injection -------------------------------------------------
 
@@ -659,6 +688,26 @@ class FakeGmail:
 # One connection
 # ---------------------------------------------------------------------------
 
+def _parse_oauth(mech, raw):
+    """(user, token) from an XOAUTH2 or OAUTHBEARER client message; raises
+    ValueError when it is not well formed."""
+    text = raw.decode("utf-8", "replace")
+    if not text.endswith("\x01\x01"):
+        raise ValueError("no final ^A^A")
+    if mech == "OAUTHBEARER":
+        gs2, sep, text = text.partition(",\x01")
+        if not sep or not gs2.startswith("n,a="):
+            raise ValueError("bad GS2 header")
+        user = gs2[4:].rstrip(",")
+    fields = dict(f.split("=", 1) for f in text.split("\x01") if "=" in f)
+    if mech == "XOAUTH2":
+        user = fields.get("user")
+    auth = fields.get("auth", "")
+    if not auth.startswith("Bearer "):
+        raise ValueError("no Bearer token")
+    return user, auth[len("Bearer "):]
+
+
 def _unstuff(raw):
     """Remove SMTP dot-stuffing (RFC 5321 4.5.2) from CRLF-separated lines."""
     return b"\r\n".join(l[1:] if l.startswith(b".") else l for l in raw.split(b"\r\n"))
@@ -844,7 +893,12 @@ class _Session:
             self._start_tls()
         if self._stage("greeting"):
             raise _Close("custom at greeting")
-        self._reply("220 smtp.gmail.com ESMTP {id} - gsmtp")
+        if self.fg.flavor == "office365":
+            self._reply("220 %s Microsoft ESMTP MAIL Service ready at %s"
+                        % (O365_HOST, time.strftime("%a, %d %b %Y %H:%M:%S +0000",
+                                                    time.gmtime())))
+        else:
+            self._reply("220 smtp.gmail.com ESMTP {id} - gsmtp")
         handlers = {
             "EHLO": self.cmd_ehlo, "HELO": self.cmd_helo, "STARTTLS": self.cmd_starttls,
             "AUTH": self.cmd_auth, "MAIL": self.cmd_mail, "RCPT": self.cmd_rcpt,
@@ -869,7 +923,8 @@ class _Session:
         if not self.tls and self.fg.offer_starttls:
             keys.append("STARTTLS")
         if self.tls or self.fg.allow_plain_auth:
-            keys.append("AUTH " + AUTH_MECHS)
+            keys.append("AUTH " + (O365_AUTH_MECHS if self.fg.flavor == "office365"
+                                   else AUTH_MECHS))
         keys += ["ENHANCEDSTATUSCODES", "PIPELINING", "CHUNKING", "SMTPUTF8"]
         return [k for k in keys if k.split()[0] not in self.fg.no_ext]
 
@@ -888,6 +943,8 @@ class _Session:
         self._abort_txn("rset")
         self.ehlo = True
         first = "smtp.gmail.com at your service, [%s]" % self.rec.peer[0]
+        if self.fg.flavor == "office365":
+            first = "%s Hello [%s]" % (O365_HOST, self.rec.peer[0])
         if helo:
             self._reply("250 smtp.gmail.com at your service")
             return
@@ -979,7 +1036,7 @@ class _Session:
         else:
             att.reply = self._reply_t(T_BAD_CREDENTIALS)
 
-    def _auth_exchange(self, mech, initial, att):
+    def _auth_exchange(self, mech, initial, att):  # noqa: C901
         """Run the mechanism's exchange, fill att; return True/False for the
         credentials, or None if a reply was already sent."""
         if mech == "PLAIN":
@@ -995,20 +1052,32 @@ class _Session:
             att.username = self._b64(resp).decode("utf-8", "replace")
             att.password = self._b64(self._auth_line("UGFzc3dvcmQ6")).decode(
                 "utf-8", "replace")
-        elif mech == "XOAUTH2":
+        elif mech in ("XOAUTH2", "OAUTHBEARER"):
+            if self.fg.flavor == "office365" and mech == "OAUTHBEARER":
+                att.reply = self._reply_t(T_BAD_MECH)
+                return None
             resp = initial if initial is not None else self._auth_line("")
-            fields = dict(f.split("=", 1) for f in
-                          self._b64(resp).decode("utf-8", "replace").split("\x01") if "=" in f)
-            att.username = fields.get("user")
-            att.password = fields.get("auth", "").replace("Bearer ", "", 1)
-            tok = self.fg.oauth_token
-            if not (att.username == self.fg.user and tok is not None and att.password == tok):
-                # Gmail's XOAUTH2 error challenge; the client answers with an
-                # empty line and then gets the 535.
-                self._auth_line(XOAUTH2_ERROR)
-                att.reply = self._reply_t(T_BAD_CREDENTIALS)
+            att.username, att.password = _parse_oauth(mech, self._b64(resp))
+            if not self.fg._oauth_ok(att.username, att.password):
+                # The error challenge; the client answers with an empty
+                # line (XOAUTH2) or "AQ==" (OAUTHBEARER, RFC 7628 3.2.3),
+                # then gets the 535.
+                answer = self._auth_line(XOAUTH2_ERROR if mech == "XOAUTH2"
+                                         else OAUTHBEARER_ERROR)
+                with self.fg._lock:
+                    att.challenge_answer = answer
+                if self.fg.flavor == "office365":
+                    att.reply = self._reply(O365_BAD_TOKEN)
+                else:
+                    att.reply = self._reply_t(T_BAD_CREDENTIALS)
                 return None
             return True
+        elif self.fg.flavor == "office365" and mech in ("PLAIN", "LOGIN"):
+            if mech == "LOGIN":
+                self._auth_line("VXNlcm5hbWU6")
+                self._auth_line("UGFzc3dvcmQ6")
+            att.reply = self._reply(O365_BASIC_OFF)
+            return None
         else:
             att.reply = self._reply_t(T_BAD_MECH)
             return None

@@ -78,6 +78,20 @@ relay_classify(enum relay_stage stage, const struct reply *r,
 const char *
 relay_auth_advice(const struct reply *r)
 {
+	if (reply_enhanced_is(r, "5.7.30"))
+		return "Microsoft 365 has basic authentication (password) "
+		    "turned off for SMTP: switch to auth = \"xoauth2\" "
+		    "(docs/oauth.md)";
+	if (reply_enhanced_is(r, "5.7.139"))
+		return "Microsoft 365 refuses SMTP AUTH for the tenant or the "
+		    "mailbox (SmtpClientAuthentication disabled, or security "
+		    "defaults): have an administrator turn on Authenticated "
+		    "SMTP for the mailbox, or use auth = \"xoauth2\"";
+	if (reply_enhanced_is(r, "5.7.3"))
+		return "Microsoft 365 did not accept the login (wrong password "
+		    "or token, or SMTP AUTH is off for the mailbox): check "
+		    "upstream.username, and for xoauth2 run `smartrelay oauth` "
+		    "again and check the app's SMTP.Send permission";
 	if (reply_enhanced_is(r, "5.7.9"))
 		return "the account uses 2-Step Verification: create an App "
 		    "Password (Google Account > Security > App passwords) and "

@@ -344,7 +344,7 @@ class FakeGmail:
                  max_size=MAX_SIZE, max_recipients=MAX_RECIPIENTS,
                  idle_timeout=300.0, handshake_timeout=10.0,
                  oauth_token=None, oauth_check=None, flavor="gmail",
-                 fail=None):
+                 auth_mechs=None, fail=None):
         """Configure (nothing is bound until start()).
 
         cert: "good" | "wrongname" | "untrusted" | "nosni" — what a client
@@ -355,6 +355,7 @@ class FakeGmail:
         AUTH/MAIL without TLS (to catch a client that would send credentials).
         no_ext: EHLO keywords to leave out, e.g. {"PIPELINING", "CHUNKING"}.
         fail: names, or {name: {"count": N, **params}}, as for set_fail().
+        auth_mechs: the AUTH line's mechanisms instead of the flavor's.
         oauth_token: the one access token XOAUTH2/OAUTHBEARER accept, or
         oauth_check(user, token) -> bool (e.g. a FakeToken's token_valid).
         flavor="office365": smtp.office365.com's greeting, EHLO and AUTH
@@ -364,6 +365,8 @@ class FakeGmail:
         if flavor not in ("gmail", "office365"):
             raise ValueError("flavor must be gmail or office365")
         self.flavor, self.oauth_check = flavor, oauth_check
+        self.auth_mechs = auth_mechs or (O365_AUTH_MECHS if flavor == "office365"
+                                         else AUTH_MECHS)
         if cert not in ("good", "wrongname", "untrusted", "nosni"):
             raise ValueError("cert must be good, wrongname, untrusted or nosni")
         self.user, self.password, self.oauth_token = user, password, oauth_token
@@ -923,8 +926,7 @@ class _Session:
         if not self.tls and self.fg.offer_starttls:
             keys.append("STARTTLS")
         if self.tls or self.fg.allow_plain_auth:
-            keys.append("AUTH " + (O365_AUTH_MECHS if self.fg.flavor == "office365"
-                                   else AUTH_MECHS))
+            keys.append("AUTH " + self.fg.auth_mechs)
         keys += ["ENHANCEDSTATUSCODES", "PIPELINING", "CHUNKING", "SMTPUTF8"]
         return [k for k in keys if k.split()[0] not in self.fg.no_ext]
 
@@ -1039,6 +1041,13 @@ class _Session:
     def _auth_exchange(self, mech, initial, att):  # noqa: C901
         """Run the mechanism's exchange, fill att; return True/False for the
         credentials, or None if a reply was already sent."""
+        if self.fg.flavor == "office365" and mech in ("PLAIN", "LOGIN"):
+            # Basic authentication turned off for the tenant.
+            if mech == "LOGIN":
+                self._auth_line("VXNlcm5hbWU6")
+                self._auth_line("UGFzc3dvcmQ6")
+            att.reply = self._reply(O365_BASIC_OFF)
+            return None
         if mech == "PLAIN":
             resp = initial if initial is not None else self._auth_line("")
             raw = b"" if resp == "=" else self._b64(resp)
@@ -1072,12 +1081,6 @@ class _Session:
                     att.reply = self._reply_t(T_BAD_CREDENTIALS)
                 return None
             return True
-        elif self.fg.flavor == "office365" and mech in ("PLAIN", "LOGIN"):
-            if mech == "LOGIN":
-                self._auth_line("VXNlcm5hbWU6")
-                self._auth_line("UGFzc3dvcmQ6")
-            att.reply = self._reply(O365_BASIC_OFF)
-            return None
         else:
             att.reply = self._reply_t(T_BAD_MECH)
             return None

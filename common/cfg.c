@@ -1193,6 +1193,8 @@ cfg_load_bounces(struct cfg_ctx *ctx, const config_setting_t *s)
 {
 	const struct cfg_key keys[] = {
 		{ "to", K_ADDRESS, &ctx->cfg->bounces_to, 0, 0, NULL },
+		{ "delay_warning", K_DURATION, &ctx->cfg->delay_warning, 1,
+		    90 * DAY, NULL },
 	};
 
 	cfg_walk_group(ctx, s, keys, NELEM(keys));

@@ -140,6 +140,7 @@ struct cfg {
 	struct cfg_limits limits;
 	struct cfg_rewrite rewrite;
 	char *bounces_to;		/* owned, NULL: none */
+	unsigned delay_warning;		/* seconds, 0: no "delayed" notices */
 	struct cfg_lines line;
 };
 

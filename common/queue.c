@@ -47,6 +47,23 @@
  * (NUL, CR...) in the envelope, 1..QUEUE_MAX_RCPT recipients, addresses up
  * to QUEUE_MAX_ADDR bytes, the envelope up to QUEUE_ENVELOPE_MAX bytes.
  *
+ * The DSN request (RFC 3461, docs/smtp.md), present only when the client
+ * gave one, is kept in optional keys of version 1 (see "Evolving" below):
+ *
+ *   ret hdrs                       RET=: "full" or "hdrs"; once, after from
+ *   envid QP+2Bid                  ENVID=, as xtext; once, after from
+ *   rcpt <bob@example.net>
+ *   notify success,delay           NOTIFY= of the recipient just above:
+ *                                  "never" or success/failure/delay
+ *   orcpt rfc822;bob@example.net   ORCPT= of that recipient, as given
+ *
+ * A record without them (every record written before they existed) is a
+ * request with no parameters: failures are notified, RET means headers.
+ * They stay optional keys rather than a version 2 on purpose: a daemon of
+ * the previous version still running while a newer sendmail writes to the
+ * maildrop delivers such a record (without the DSN extras) instead of
+ * refusing it.
+ *
  * Evolving the format: a field that an older reader may safely ignore is a
  * new key within the same version (readers skip unknown keys made of
  * [a-z0-9-]).  A field an older reader must not ignore is a key starting with
@@ -58,13 +75,19 @@
  *
  *   CRC32 rcpt I STATE TIME[ REPLY]      STATE: pending delivered failed
  *   CRC32 sched ATTEMPTS NEXT[ REPLY]
+ *   CRC32 dsn relayed I                  recipient I went to an upstream
+ *                                        without DSN: its "relayed" notice
+ *                                        is due (written with its rcpt line)
+ *   CRC32 dsn delayed TIME               the "delayed" notice was queued
  *
  * CRC32 is 8 upper-case hex digits of the IEEE CRC-32 of the rest of the line
  * after its space; REPLY is the upstream reply sanitised to one printable
  * ASCII line.  Each append is one write() of a whole line, then fdatasync();
  * creating the journal also fsyncs msg/.  On load, lines are applied in
  * order, the last event winning; a line with a bad checksum, no final '\n'
- * (torn by a crash) or an unknown kind is ignored.  Before appending to a
+ * (torn by a crash) or an unknown kind is ignored (so an older reader
+ * skips the "dsn" events).  An append of two lines ("rcpt" and "dsn
+ * relayed") is one write.  Before appending to a
  * journal that does not end in '\n', the file is truncated after its last
  * '\n', so a torn tail never glues onto a new line.
  *
@@ -91,6 +114,8 @@
  */
 #include "queue.h"
 #include "queue_private.h"
+
+#include "dsnparam.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -517,6 +542,75 @@ queue_writer_addr(struct queue_writer *w, const char *key, const char *addr)
 }
 
 int
+queue_writer_dsn(struct queue_writer *w, enum queue_ret ret,
+    const char *envid, const struct queue_dsn_rcpt *rcpt)
+{
+	if (w->have_envelope || w->committed || (unsigned)ret >
+	    QUEUE_RET_HDRS)
+		return -EINVAL;
+	w->ret = ret;
+	w->envid = envid;
+	w->dsn_rcpt = rcpt;
+	return 0;
+}
+
+/* True when the DSN request set with queue_writer_dsn() can be written. */
+static bool
+queue_writer_dsn_ok(const struct queue_writer *w, size_t nrcpt)
+{
+	const struct queue_dsn_rcpt *d;
+	size_t i;
+
+	if (w->envid != NULL &&
+	    !dsnparam_envid_ok(w->envid, strlen(w->envid)))
+		return false;
+	for (i = 0; w->dsn_rcpt != NULL && i < nrcpt; i++) {
+		d = &w->dsn_rcpt[i];
+		if (!dsnparam_notify_ok(d->notify) || (d->orcpt != NULL &&
+		    !dsnparam_orcpt_ok(d->orcpt, strlen(d->orcpt))))
+			return false;
+	}
+	return true;
+}
+
+/* Buffers "key value\n". */
+static int
+queue_writer_kv(struct queue_writer *w, const char *key, const char *v)
+{
+	int r;
+
+	if ((r = queue_writer_put(w, key, strlen(key))) < 0 ||
+	    (r = queue_writer_put(w, " ", 1)) < 0 ||
+	    (r = queue_writer_put(w, v, strlen(v))) < 0 ||
+	    (r = queue_writer_put(w, "\n", 1)) < 0)
+		return r;
+	return 0;
+}
+
+/* Buffers recipient i's line and its DSN lines, if any. */
+static int
+queue_writer_rcpt(struct queue_writer *w, const char *addr, size_t i)
+{
+	const struct queue_dsn_rcpt *d;
+	char notify[64];
+	int r;
+
+	if ((r = queue_writer_addr(w, "rcpt", addr)) < 0 ||
+	    w->dsn_rcpt == NULL)
+		return r;
+	d = &w->dsn_rcpt[i];
+	if (d->notify != 0) {
+		dsnparam_notify_format(d->notify, notify, sizeof(notify));
+		if ((r = queue_writer_kv(w, "notify", notify)) < 0)
+			return r;
+	}
+	if (d->orcpt != NULL && (r = queue_writer_kv(w, "orcpt",
+	    d->orcpt)) < 0)
+		return r;
+	return 0;
+}
+
+int
 queue_writer_envelope(struct queue_writer *w, const char *from,
     const char *const *rcpts, size_t nrcpt, unsigned flags, time_t arrival)
 {
@@ -528,7 +622,8 @@ queue_writer_envelope(struct queue_writer *w, const char *from,
 		return w->error;
 	if (w->have_envelope || w->committed || arrival < 0 ||
 	    !queue_addr_ok(from, true) || nrcpt == 0 ||
-	    nrcpt > QUEUE_MAX_RCPT || rcpts == NULL)
+	    nrcpt > QUEUE_MAX_RCPT || rcpts == NULL ||
+	    !queue_writer_dsn_ok(w, nrcpt))
 		return -EINVAL;
 	for (i = 0; i < nrcpt; i++)
 		if (!queue_addr_ok(rcpts[i], false))
@@ -543,12 +638,20 @@ queue_writer_envelope(struct queue_writer *w, const char *from,
 	if ((r = queue_writer_put(w, head, (size_t)n)) < 0 ||
 	    (r = queue_writer_addr(w, "from", from)) < 0)
 		return r;
+	if (w->ret != QUEUE_RET_UNSET && (r = queue_writer_kv(w, "ret",
+	    w->ret == QUEUE_RET_FULL ? "full" : "hdrs")) < 0)
+		return r;
+	if (w->envid != NULL && (r = queue_writer_kv(w, "envid",
+	    w->envid)) < 0)
+		return r;
 	for (i = 0; i < nrcpt; i++)
-		if ((r = queue_writer_addr(w, "rcpt", rcpts[i])) < 0)
+		if ((r = queue_writer_rcpt(w, rcpts[i], i)) < 0)
 			return r;
 	if ((r = queue_writer_put(w, "body\n", 5)) < 0)
 		return r;
 	w->have_envelope = true;
+	w->envid = NULL;
+	w->dsn_rcpt = NULL;
 	return 0;
 }
 
@@ -705,19 +808,29 @@ out:
 	return r;
 }
 
-/* Durably appends one journal line carrying payload to msg/ID.state. */
+/*
+ * Durably appends one journal line per payload (at most two) to
+ * msg/ID.state, in one write.
+ */
 static int
-queue_journal_append(struct queue *q, const char *id, const char *payload)
+queue_journal_append(struct queue *q, const char *id,
+    const char *const *payloads, size_t np)
 {
-	char name[QUEUE_NAME_MAX], line[QUEUE_LINE_MAX + 1];
-	size_t len;
+	char name[QUEUE_NAME_MAX], line[2 * (QUEUE_LINE_MAX + 1)];
+	size_t len = 0, l, k;
 	bool created = true;
 	struct stat st;
 	ssize_t n;
 	int fd, r = 0;
 
-	if ((r = queue_journal_format(line, payload, &len)) < 0)
-		return r;
+	if (np == 0 || np > 2)
+		return -EINVAL;
+	for (k = 0; k < np; k++) {
+		if ((r = queue_journal_format(line + len, payloads[k],
+		    &l)) < 0)
+			return r;
+		len += l;
+	}
 	queue_journal_name(name, id);
 	fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CREAT | O_EXCL |
 	    O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -755,13 +868,16 @@ out:
 	return r;
 }
 
-int
-queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
-    enum queue_rcpt_state state, const char *reply)
+/* queue_set_rcpt(), with the "relayed" line when relayed. */
+static int
+queue_set_rcpt_line(struct queue *q, struct queue_msg *m, size_t i,
+    enum queue_rcpt_state state, const char *reply, bool relayed)
 {
 	static const char *const names[] = { "pending", "delivered",
 	    "failed" };
 	char clean[QUEUE_MAX_REPLY + 1], payload[QUEUE_LINE_MAX];
+	char extra[64];
+	const char *lines[2] = { payload, extra };
 	char *dup = NULL;
 	time_t now = time(NULL);
 	size_t rlen;
@@ -774,14 +890,48 @@ queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
 		return -ENOMEM;
 	snprintf(payload, sizeof(payload), "rcpt %zu %s %lld%s%s", i,
 	    names[state], (long long)now, rlen > 0 ? " " : "", clean);
-	if ((r = queue_journal_append(q, m->id, payload)) < 0) {
+	snprintf(extra, sizeof(extra), "dsn relayed %zu", i);
+	if ((r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1)) <
+	    0) {
 		free(dup);
 		return r;
 	}
 	m->rcpt[i].state = state;
 	m->rcpt[i].updated = now;
+	m->rcpt[i].relayed = relayed;
 	free(m->rcpt[i].reply);
 	m->rcpt[i].reply = dup;
+	return 0;
+}
+
+int
+queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
+    enum queue_rcpt_state state, const char *reply)
+{
+	return queue_set_rcpt_line(q, m, i, state, reply, false);
+}
+
+int
+queue_set_relayed(struct queue *q, struct queue_msg *m, size_t i,
+    const char *reply)
+{
+	return queue_set_rcpt_line(q, m, i, QUEUE_RCPT_DELIVERED, reply,
+	    true);
+}
+
+int
+queue_set_delay_notice(struct queue *q, struct queue_msg *m, time_t t)
+{
+	char payload[64];
+	const char *lines[1] = { payload };
+	int r;
+
+	if (t <= 0)
+		return -EINVAL;
+	snprintf(payload, sizeof(payload), "dsn delayed %lld", (long long)t);
+	if ((r = queue_journal_append(q, m->id, lines, 1)) < 0)
+		return r;
+	m->delay_notice = t;
 	return 0;
 }
 
@@ -790,6 +940,7 @@ queue_set_schedule(struct queue *q, struct queue_msg *m, unsigned attempts,
     time_t next, const char *reply)
 {
 	char clean[QUEUE_MAX_REPLY + 1], payload[QUEUE_LINE_MAX];
+	const char *lines[1] = { payload };
 	char *dup = NULL;
 	size_t rlen;
 	int r;
@@ -801,7 +952,7 @@ queue_set_schedule(struct queue *q, struct queue_msg *m, unsigned attempts,
 		return -ENOMEM;
 	snprintf(payload, sizeof(payload), "sched %u %lld%s%s", attempts,
 	    (long long)next, rlen > 0 ? " " : "", clean);
-	if ((r = queue_journal_append(q, m->id, payload)) < 0) {
+	if ((r = queue_journal_append(q, m->id, lines, 1)) < 0) {
 		free(dup);
 		return r;
 	}

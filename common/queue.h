@@ -31,6 +31,22 @@
 #define QUEUE_F_SMTPUTF8	0x02	/* client asked SMTPUTF8 */
 #define QUEUE_F_DSN		0x04	/* a delivery status notification we made */
 
+/*
+ * The DSN request (RFC 3461, docs/smtp.md): NOTIFY per recipient (0: not
+ * given, which means FAILURE and DELAY), RET per message.  The bits are
+ * those of dsnparam.h.
+ */
+#define QUEUE_NOTIFY_NEVER	0x01
+#define QUEUE_NOTIFY_SUCCESS	0x02
+#define QUEUE_NOTIFY_FAILURE	0x04
+#define QUEUE_NOTIFY_DELAY	0x08
+
+enum queue_ret {
+	QUEUE_RET_UNSET,		/* not given: the headers */
+	QUEUE_RET_FULL,
+	QUEUE_RET_HDRS,
+};
+
 enum queue_rcpt_state {
 	QUEUE_RCPT_PENDING,
 	QUEUE_RCPT_DELIVERED,
@@ -42,6 +58,10 @@ struct queue_rcpt {
 	enum queue_rcpt_state state;
 	time_t updated;			/* time of the last state change */
 	char *reply;			/* owned, NULL: last upstream reply */
+	unsigned notify;		/* QUEUE_NOTIFY_*, 0: not given */
+	char *orcpt;			/* owned, NULL: ORCPT "type;xtext" */
+	bool relayed;			/* delivered to an upstream without DSN:
+					 * a "relayed" notice is due */
 };
 
 struct queue_msg {
@@ -56,6 +76,16 @@ struct queue_msg {
 	unsigned attempts;		/* delivery attempts so far */
 	time_t next_attempt;		/* 0: as soon as possible */
 	char *last_reply;		/* owned, NULL: last reply of any attempt */
+	enum queue_ret ret;		/* RET= */
+	char *envid;			/* owned, NULL: ENVID= (xtext) */
+	time_t delay_notice;		/* when the "delayed" notice was queued;
+					 * 0: not yet */
+};
+
+/* One recipient's DSN request, for queue_writer_dsn(). */
+struct queue_dsn_rcpt {
+	unsigned notify;		/* QUEUE_NOTIFY_*, 0: not given */
+	const char *orcpt;		/* borrowed, NULL: not given */
 };
 
 struct queue;
@@ -81,6 +111,14 @@ const char *queue_writer_id(const struct queue_writer *w);
 /* Writes the envelope; called once, before any body byte. */
 int queue_writer_envelope(struct queue_writer *w, const char *from,
     const char *const *rcpts, size_t nrcpt, unsigned flags, time_t arrival);
+/*
+ * Sets the DSN request written with the envelope; called before
+ * queue_writer_envelope(), never needed when there is none.  rcpt (NULL:
+ * none) has one entry per envelope recipient; envid, rcpt and its strings
+ * are borrowed until the envelope is written, which checks them (-EINVAL).
+ */
+int queue_writer_dsn(struct queue_writer *w, enum queue_ret ret,
+    const char *envid, const struct queue_dsn_rcpt *rcpt);
 /* Appends body bytes (buffered; the buffer is small and bounded). */
 int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
 uint64_t queue_writer_size(const struct queue_writer *w);
@@ -119,6 +157,15 @@ int queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp);
 /* Durably records recipient i's new state and the reply that caused it. */
 int queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
     enum queue_rcpt_state state, const char *reply);
+/*
+ * queue_set_rcpt() for a recipient delivered to an upstream that does not
+ * offer DSN while it asked NOTIFY=SUCCESS: the "relayed" notice is due
+ * (m->rcpt[i].relayed), recorded in the same journal write.
+ */
+int queue_set_relayed(struct queue *q, struct queue_msg *m, size_t i,
+    const char *reply);
+/* Durably records that the "delayed" notice for m was queued at t. */
+int queue_set_delay_notice(struct queue *q, struct queue_msg *m, time_t t);
 /* Durably records an attempt: count, next attempt time, last reply. */
 int queue_set_schedule(struct queue *q, struct queue_msg *m,
     unsigned attempts, time_t next, const char *reply);

@@ -10,6 +10,8 @@
 #include "queue.h"
 #include "queue_format.h"
 
+#include "dsnparam.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -95,7 +97,8 @@ queue_parse_hex32(const char *s, size_t len, uint32_t *vp)
 
 /* Which single-valued keys a version 1 envelope has shown. */
 struct queue_seen {
-	bool id, arrival, flags, from;
+	bool id, arrival, flags, from, ret, envid;
+	bool notify, orcpt;		/* for the last recipient */
 	size_t rcpt_cap;
 };
 
@@ -109,10 +112,12 @@ queue_msg_free(struct queue_msg *m)
 	for (i = 0; i < m->nrcpt; i++) {
 		free(m->rcpt[i].addr);
 		free(m->rcpt[i].reply);
+		free(m->rcpt[i].orcpt);
 	}
 	free(m->rcpt);
 	free(m->from);
 	free(m->last_reply);
+	free(m->envid);
 	free(m);
 }
 
@@ -125,10 +130,12 @@ queue_msg_clear(struct queue_msg *m)
 	for (i = 0; i < m->nrcpt; i++) {
 		free(m->rcpt[i].addr);
 		free(m->rcpt[i].reply);
+		free(m->rcpt[i].orcpt);
 	}
 	free(m->rcpt);
 	free(m->from);
 	free(m->last_reply);
+	free(m->envid);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -171,6 +178,50 @@ queue_parse_rcpt(struct queue_msg *m, struct queue_seen *seen, const char *v,
 	m->rcpt[m->nrcpt].addr = addr;
 	m->rcpt[m->nrcpt].state = QUEUE_RCPT_PENDING;
 	m->nrcpt++;
+	seen->notify = seen->orcpt = false;
+	return 0;
+}
+
+/*
+ * The DSN keys (RFC 3461, docs/spool.md): "ret" and "envid" once per
+ * message, "notify" and "orcpt" at most once after each "rcpt", for that
+ * recipient.  Returns 1 when key is none of them.
+ */
+static int
+queue_parse_dsn(struct queue_msg *m, struct queue_seen *seen,
+    const char *key, size_t klen, const char *v, size_t vlen)
+{
+	struct queue_rcpt *rc = m->nrcpt > 0 ? &m->rcpt[m->nrcpt - 1] : NULL;
+	unsigned bits;
+
+#define KEY(k) (klen == sizeof(k) - 1 && memcmp(key, k, klen) == 0)
+	if (KEY("ret")) {
+		if (seen->ret || !(vlen == 4 && (memcmp(v, "full", 4) == 0 ||
+		    memcmp(v, "hdrs", 4) == 0)))
+			return -EBADMSG;
+		m->ret = v[0] == 'f' ? QUEUE_RET_FULL : QUEUE_RET_HDRS;
+		seen->ret = true;
+	} else if (KEY("envid")) {
+		if (seen->envid || !dsnparam_envid_ok(v, vlen))
+			return -EBADMSG;
+		if ((m->envid = strndup(v, vlen)) == NULL)
+			return -ENOMEM;
+		seen->envid = true;
+	} else if (KEY("notify")) {
+		if (rc == NULL || seen->notify ||
+		    dsnparam_notify(v, vlen, &bits) < 0)
+			return -EBADMSG;
+		rc->notify = bits;
+		seen->notify = true;
+	} else if (KEY("orcpt")) {
+		if (rc == NULL || seen->orcpt || !dsnparam_orcpt_ok(v, vlen))
+			return -EBADMSG;
+		if ((rc->orcpt = strndup(v, vlen)) == NULL)
+			return -ENOMEM;
+		seen->orcpt = true;
+	} else
+		return 1;
+#undef KEY
 	return 0;
 }
 
@@ -222,6 +273,8 @@ queue_parse_v1_line(struct queue_msg *m, struct queue_seen *seen,
 		seen->from = true;
 	} else if (KEY("rcpt")) {
 		return queue_parse_rcpt(m, seen, v, vlen);
+	} else if ((r = queue_parse_dsn(m, seen, line, klen, v, vlen)) != 1) {
+		return r;
 	} else {
 		/* Unknown: critical ('!') refuses the record; others skip. */
 		if (klen == 0 || line[0] == '!')
@@ -400,6 +453,35 @@ queue_journal_sched(struct queue_msg *m, const char *p, const char *end)
 	return 0;
 }
 
+/* Applies "dsn relayed I" or "dsn delayed TIME" (after the kind). */
+static int
+queue_journal_dsn(struct queue_msg *m, const char *p, const char *end)
+{
+	const char *tok;
+	size_t len;
+	uint64_t v;
+
+	if (!queue_token(&p, end, &tok, &len))
+		return -EBADMSG;
+	if (len == 7 && memcmp(tok, "relayed", 7) == 0) {
+		if (!queue_token(&p, end, &tok, &len) || p != end ||
+		    queue_parse_dec(tok, len, SIZE_MAX, &v) < 0 ||
+		    v >= m->nrcpt)
+			return -EBADMSG;
+		m->rcpt[v].relayed = true;
+		return 0;
+	}
+	if (len == 7 && memcmp(tok, "delayed", 7) == 0) {
+		if (!queue_token(&p, end, &tok, &len) || p != end ||
+		    queue_parse_dec(tok, len, QUEUE_TIME_MAX, &v) < 0 ||
+		    v == 0)
+			return -EBADMSG;
+		m->delay_notice = (time_t)v;
+		return 0;
+	}
+	return -EBADMSG;
+}
+
 /* Checks and applies one journal line (without its '\n'). */
 static int
 queue_journal_line(struct queue_msg *m, const char *line, size_t len)
@@ -422,6 +504,8 @@ queue_journal_line(struct queue_msg *m, const char *line, size_t len)
 		return queue_journal_rcpt(m, p, end);
 	if (klen == 5 && memcmp(kind, "sched", 5) == 0)
 		return queue_journal_sched(m, p, end);
+	if (klen == 3 && memcmp(kind, "dsn", 3) == 0)
+		return queue_journal_dsn(m, p, end);
 	return -EBADMSG;	/* a kind from a newer version: skipped */
 }
 

@@ -207,6 +207,7 @@ test_empty_gives_defaults(void **state)
 	assert_null(cfg->rewrite.local_domain);
 	assert_int_equal(cfg->rewrite.naliases, 0);
 	assert_null(cfg->bounces_to);
+	assert_int_equal(cfg->delay_warning, 0);
 	cfg_free(cfg);
 }
 
@@ -240,7 +241,7 @@ static const char every_key[] =
     "  aliases = { root = \"admin@example.org\"; "
     "mailer-daemon = \"pm@example.org\"; };\n"
     "};\n"
-    "bounces = { to = \"admin@example.org\"; };\n";
+    "bounces = { to = \"admin@example.org\"; delay_warning = \"4h\"; };\n";
 
 static void
 test_every_key(void **state)
@@ -278,6 +279,7 @@ test_every_key(void **state)
 	    "admin@example.org");
 	assert_string_equal(cfg->rewrite.aliases[1].name, "mailer-daemon");
 	assert_string_equal(cfg->bounces_to, "admin@example.org");
+	assert_int_equal(cfg->delay_warning, 4 * 3600);
 	assert_int_equal(cfg->line.username, 11);
 	assert_int_equal(cfg->line.password_file, 12);
 	cfg_free(cfg);
@@ -492,6 +494,10 @@ test_out_of_range(void **state)
 	    "limits.clients", "(1..10000)");
 	expect_error("limits = { idle_timeout = 0; };\n", 1,
 	    "limits.idle_timeout: 0 is out of range", "(1s..1h)");
+	expect_error("bounces = {\n delay_warning = 0;\n};\n", 2,
+	    "bounces.delay_warning: 0 is out of range", "(1s..90d)");
+	expect_error("bounces = { delay_warning = \"soon\"; };\n", 1,
+	    "bounces.delay_warning: \"soon\" is not a duration", NULL);
 	expect_error("retry = { initial = \"99999999999999999999d\"; };\n", 1,
 	    "retry.initial", "out of range");
 	expect_error("limits = { message_size = \"lots\"; };\n", 1,

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "queue.h"
+#include "queue_format.h"
 
 struct fixture {
 	char dir[256];
@@ -1135,12 +1136,228 @@ test_crash(void **state)
 	free(c.seen);
 }
 
+/* ---- the DSN request (RFC 3461) ----------------------------------------- */
+
+static void
+test_dsn_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpts[] = { "a@x", "b@x", "c@x" };
+	const struct queue_dsn_rcpt d[] = {
+		{ QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_DELAY,
+		    "rfc822;A+2Bx@x" },
+		{ QUEUE_NOTIFY_NEVER, NULL },
+		{ 0, NULL },
+	};
+	struct queue_writer *w;
+	struct queue_msg *m;
+	char id[QUEUE_ID_LEN + 1], path[PATH_MAX], rec[1024];
+	int fd;
+	ssize_t n;
+
+	assert_int_equal(queue_writer_new(f->q, &w), 0);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_HDRS, "env+2Bid", d),
+	    0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", rcpts, 3, 0, 7), 0);
+	/* Once the envelope is written, the request is fixed. */
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, NULL, NULL),
+	    -EINVAL);
+	assert_int_equal(queue_writer_write(w, "b\r\n", 3), 0);
+	assert_int_equal(queue_writer_commit(w), 0);
+	strcpy(id, queue_writer_id(w));
+	queue_writer_free(w);
+
+	/* The keys an older reader skips, each recipient's after its line. */
+	spool_path(f, path, sizeof(path), "msg", id);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_true((n = read(fd, rec, sizeof(rec) - 1)) > 0);
+	close(fd);
+	rec[n] = '\0';
+	assert_non_null(strstr(rec, "from <s@x>\nret hdrs\nenvid env+2Bid\n"
+	    "rcpt <a@x>\nnotify success,delay\norcpt rfc822;A+2Bx@x\n"
+	    "rcpt <b@x>\nnotify never\nrcpt <c@x>\nbody\n"));
+
+	assert_int_equal(queue_load(f->q, id, &m), 0);
+	assert_int_equal(m->ret, QUEUE_RET_HDRS);
+	assert_string_equal(m->envid, "env+2Bid");
+	assert_int_equal(m->rcpt[0].notify,
+	    QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_DELAY);
+	assert_string_equal(m->rcpt[0].orcpt, "rfc822;A+2Bx@x");
+	assert_int_equal(m->rcpt[1].notify, QUEUE_NOTIFY_NEVER);
+	assert_null(m->rcpt[1].orcpt);
+	assert_int_equal(m->rcpt[2].notify, 0);
+	assert_int_equal(m->delay_notice, 0);
+
+	/* The notice state is journaled and survives a reload. */
+	assert_int_equal(queue_set_relayed(f->q, m, 0, "250 2.0.0 OK"), 0);
+	assert_int_equal(queue_set_delay_notice(f->q, m, 1700000123), 0);
+	assert_int_equal(queue_set_delay_notice(f->q, m, 0), -EINVAL);
+	queue_msg_free(m);
+	assert_int_equal(queue_load(f->q, id, &m), 0);
+	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_DELIVERED);
+	assert_true(m->rcpt[0].relayed);
+	assert_string_equal(m->rcpt[0].reply, "250 2.0.0 OK");
+	assert_false(m->rcpt[1].relayed);
+	assert_int_equal(m->delay_notice, 1700000123);
+	queue_msg_free(m);
+}
+
+static void
+test_dsn_rejects(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpt = "a@x";
+	const struct queue_dsn_rcpt never_and_more = {
+		QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_FAILURE, NULL };
+	const struct queue_dsn_rcpt bad_orcpt = { 0, "rfc822;a b@x" };
+	const struct queue_dsn_rcpt no_type = { 0, "a@x" };
+	struct queue_writer *w;
+
+	assert_int_equal(queue_writer_new(f->q, &w), 0);
+	assert_int_equal(queue_writer_dsn(w, (enum queue_ret)7, NULL, NULL),
+	    -EINVAL);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, "sp ace",
+	    NULL), 0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", &rcpt, 1, 0, 7),
+	    -EINVAL);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, "x=y", NULL),
+	    0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", &rcpt, 1, 0, 7),
+	    -EINVAL);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, NULL,
+	    &never_and_more), 0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", &rcpt, 1, 0, 7),
+	    -EINVAL);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, NULL,
+	    &bad_orcpt), 0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", &rcpt, 1, 0, 7),
+	    -EINVAL);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_FULL, NULL, &no_type),
+	    0);
+	assert_int_equal(queue_writer_envelope(w, "s@x", &rcpt, 1, 0, 7),
+	    -EINVAL);
+	queue_writer_free(w);
+}
+
+/*
+ * A record and journal exactly as smartrelay wrote them before the DSN
+ * keys existed (format version 1, no ret/envid/notify/orcpt lines, no
+ * "dsn" journal events) keep working: loaded with the defaults, listed,
+ * their journal applied.
+ */
+static void
+test_dsn_old_record(void **state)
+{
+	struct fixture *f = *state;
+	static const char rec[] = "SMARTRELAY-QUEUE 1\nid 0006123A9C3F2A17\n"
+	    "arrival 1700000000\nflags 00000000\nfrom <alice@example.org>\n"
+	    "rcpt <bob@example.net>\nrcpt <carol@example.com>\nbody\n"
+	    "Subject: old\r\n\r\nold body\r\n";
+	struct collect c = { .n = 0 };
+	char path[PATH_MAX], line[QUEUE_LINE_MAX + 1];
+	struct queue_msg *m;
+	size_t ncorrupt, len;
+
+	spool_path(f, path, sizeof(path), "msg", "0006123A9C3F2A17");
+	write_file(path, rec, sizeof(rec) - 1, O_EXCL);
+	assert_int_equal(queue_journal_format(line,
+	    "rcpt 0 delivered 1700000100 250 2.0.0 OK", &len), 0);
+	spool_path(f, path, sizeof(path), "msg", "0006123A9C3F2A17.state");
+	write_file(path, line, len, O_EXCL);
+	reopen(f);
+	assert_int_equal(queue_recover(f->q, collect_cb, &c, &ncorrupt, NULL),
+	    0);
+	assert_int_equal(ncorrupt, 0);
+	assert_int_equal(c.n, 1);
+	m = c.msgs[0];
+	assert_string_equal(m->id, "0006123A9C3F2A17");
+	assert_int_equal(m->nrcpt, 2);
+	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_DELIVERED);
+	assert_int_equal(m->rcpt[1].state, QUEUE_RCPT_PENDING);
+	assert_int_equal(m->ret, QUEUE_RET_UNSET);
+	assert_null(m->envid);
+	assert_int_equal(m->rcpt[0].notify, 0);
+	assert_int_equal(m->rcpt[1].notify, 0);
+	assert_null(m->rcpt[1].orcpt);
+	assert_false(m->rcpt[0].relayed);
+	assert_int_equal(m->delay_notice, 0);
+	assert_int_equal(m->size, strlen("Subject: old\r\n\r\nold body\r\n"));
+	collect_free(&c);
+}
+
+static void
+test_dsn_parse_hostile(void **state)
+{
+	static const char *const bad[] = {
+		"ret full\nret hdrs\n",		/* twice */
+		"ret FULL\n",			/* lower case only */
+		"ret some\n",
+		"envid a b\n",
+		"envid +4\n",			/* torn hex */
+		"envid +4a\n",			/* lower-case hex */
+		"envid " "0123456789012345678901234567890123456789"
+		    "0123456789012345678901234567890123456789"
+		    "012345678901234567890\n",	/* 101 bytes */
+		"notify never\n",		/* before any rcpt */
+		"rcpt <c@d>\nnotify never,success\n",
+		"rcpt <c@d>\nnotify success,success\n",
+		"rcpt <c@d>\nnotify delay\nnotify delay\n",
+		"rcpt <c@d>\nnotify\n",
+		"rcpt <c@d>\norcpt rfc822\n",
+		"rcpt <c@d>\norcpt ;a@b\n",
+		"rcpt <c@d>\norcpt rfc822;\n",
+		"rcpt <c@d>\norcpt rfc822;a=b\n",
+		"rcpt <c@d>\norcpt rfc822;a\n" "orcpt rfc822;b\n",
+	};
+	static const char head[] = "SMARTRELAY-QUEUE 1\nid 0123456789ABCDEF\n"
+	    "arrival 1\nflags 0\nfrom <a@b>\n";
+	char buf[1024];
+	struct queue_msg m;
+	size_t off, i;
+	int r;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s%sbody\n", head, bad[i],
+		    strstr(bad[i], "rcpt") == NULL ? "rcpt <c@d>\n" : "");
+		r = queue_parse_envelope(buf, strlen(buf), &m, &off);
+		if (r != -EBADMSG)
+			fail_msg("accepted: %s", bad[i]);
+	}
+	/* Journal events of the wrong shape are ignored, not applied. */
+	snprintf(buf, sizeof(buf), "%srcpt <c@d>\nbody\n", head);
+	assert_int_equal(queue_parse_envelope(buf, strlen(buf), &m, &off), 0);
+	{
+		static const char *const jbad[] = { "dsn relayed 1",
+		    "dsn relayed x", "dsn delayed 0", "dsn delayed 5 6",
+		    "dsn later 5", "dsn" };
+		char line[QUEUE_LINE_MAX + 1];
+		size_t len;
+
+		for (i = 0; i < sizeof(jbad) / sizeof(jbad[0]); i++) {
+			assert_int_equal(queue_journal_format(line, jbad[i],
+			    &len), 0);
+			assert_int_equal(queue_journal_apply(&m, line, len), 1);
+		}
+		assert_false(m.rcpt[0].relayed);
+		assert_int_equal(m.delay_notice, 0);
+	}
+	queue_msg_clear(&m);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_parse_hostile),
+		cmocka_unit_test(test_dsn_parse_hostile),
+		cmocka_unit_test_setup_teardown(test_dsn_roundtrip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_rejects, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_old_record, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_flags_kept, setup,

@@ -13,10 +13,10 @@ static const struct {
 	const char *word;
 	unsigned bit;
 } dsnparam_words[] = {
-	{ "never", DSNPARAM_NEVER },
-	{ "success", DSNPARAM_SUCCESS },
-	{ "failure", DSNPARAM_FAILURE },
-	{ "delay", DSNPARAM_DELAY },
+	{ "never", QUEUE_NOTIFY_NEVER },
+	{ "success", QUEUE_NOTIFY_SUCCESS },
+	{ "failure", QUEUE_NOTIFY_FAILURE },
+	{ "delay", QUEUE_NOTIFY_DELAY },
 };
 
 #define NWORDS	(sizeof(dsnparam_words) / sizeof(dsnparam_words[0]))
@@ -55,10 +55,10 @@ bool
 dsnparam_notify_ok(unsigned bits)
 {
 	/* RFC 3461 §4.1: NEVER stands alone. */
-	if (bits & ~(unsigned)(DSNPARAM_NEVER | DSNPARAM_SUCCESS |
-	    DSNPARAM_FAILURE | DSNPARAM_DELAY))
+	if (bits & ~(unsigned)(QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_SUCCESS |
+	    QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY))
 		return false;
-	return !(bits & DSNPARAM_NEVER) || bits == DSNPARAM_NEVER;
+	return !(bits & QUEUE_NOTIFY_NEVER) || bits == QUEUE_NOTIFY_NEVER;
 }
 
 void
@@ -181,4 +181,77 @@ dsnparam_xtext_encode(const char *src, char *dst, size_t sz)
 		return -ENAMETOOLONG;
 	dst[n] = '\0';
 	return 0;
+}
+
+/* True when p (len bytes) starts with key (which ends in '='), any case. */
+static bool
+dsnparam_key(const char *p, size_t len, const char *key)
+{
+	size_t kl = strlen(key);
+
+	return len >= kl && strncasecmp(p, key, kl) == 0;
+}
+
+int
+dsnparam_mail(struct dsnparam_mail *d, const char *p, size_t len,
+    const char **reply)
+{
+	const char *v;
+	size_t vl;
+
+	if (dsnparam_key(p, len, "RET=")) {
+		v = p + 4;
+		vl = len - 4;
+		*reply = "501 5.5.4 Bad RET parameter (FULL or HDRS, once)";
+		if (d->ret != QUEUE_RET_UNSET)
+			return -EINVAL;
+		if (vl == 4 && strncasecmp(v, "FULL", 4) == 0)
+			d->ret = QUEUE_RET_FULL;
+		else if (vl == 4 && strncasecmp(v, "HDRS", 4) == 0)
+			d->ret = QUEUE_RET_HDRS;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (dsnparam_key(p, len, "ENVID=")) {
+		v = p + 6;
+		vl = len - 6;
+		*reply = "501 5.5.4 Bad ENVID parameter (xtext, up to 100 "
+		    "characters, once)";
+		if (d->envid[0] != '\0' || !dsnparam_envid_ok(v, vl))
+			return -EINVAL;
+		memcpy(d->envid, v, vl);
+		d->envid[vl] = '\0';
+		return 0;
+	}
+	return 1;
+}
+
+int
+dsnparam_rcpt(struct dsnparam_rcpt *d, const char *p, size_t len,
+    const char **reply)
+{
+	const char *v;
+	size_t vl;
+
+	if (dsnparam_key(p, len, "NOTIFY=")) {
+		*reply = "501 5.5.4 Bad NOTIFY parameter (NEVER, or "
+		    "SUCCESS,FAILURE,DELAY, once)";
+		if (d->notify != 0 ||
+		    dsnparam_notify(p + 7, len - 7, &d->notify) < 0)
+			return -EINVAL;
+		return 0;
+	}
+	if (dsnparam_key(p, len, "ORCPT=")) {
+		v = p + 6;
+		vl = len - 6;
+		*reply = "501 5.5.4 Bad ORCPT parameter (addr-type;xtext, up "
+		    "to 500 characters, once)";
+		if (d->orcpt[0] != '\0' || !dsnparam_orcpt_ok(v, vl))
+			return -EINVAL;
+		memcpy(d->orcpt, v, vl);
+		d->orcpt[vl] = '\0';
+		return 0;
+	}
+	return 1;
 }

@@ -14,19 +14,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "queue.h"
+
 /* RFC 3461 §4.4 and §4.2: the longest ENVID and ORCPT values. */
 #define DSNPARAM_ENVID_MAX	100
 #define DSNPARAM_ORCPT_MAX	500
 
-/* NOTIFY bits (the same values as QUEUE_NOTIFY_* in queue.h). */
-#define DSNPARAM_NEVER		0x01
-#define DSNPARAM_SUCCESS	0x02
-#define DSNPARAM_FAILURE	0x04
-#define DSNPARAM_DELAY		0x08
-
 /*
  * NOTIFY=: "NEVER", or a comma list of SUCCESS, FAILURE and DELAY (any
- * case, each at most once), len bytes of v.  *bits gets the DSNPARAM_*.
+ * case, each at most once), len bytes of v.  *bits gets the QUEUE_NOTIFY_* bits.
  */
 int dsnparam_notify(const char *v, size_t len, unsigned *bits);
 /* Formats bits as the lower-case keyword list ("success,delay"). */
@@ -48,5 +44,28 @@ bool dsnparam_orcpt_ok(const char *v, size_t len);
 void dsnparam_xtext_decode(const char *src, char *dst, size_t sz);
 /* Encodes src as xtext into dst; -ENAMETOOLONG when it does not fit. */
 int dsnparam_xtext_encode(const char *src, char *dst, size_t sz);
+
+/*
+ * The DSN parameters of one MAIL or RCPT command, gathered parameter by
+ * parameter: dsnparam_mail() and dsnparam_rcpt() take one "KEY=VALUE"
+ * parameter (len bytes of p, the key in any case) and return 1 when it is
+ * not a DSN one (the caller goes on with its others), 0 when taken, or
+ * -EINVAL with *reply set to the reply for the client: "501 5.5.4" for a
+ * bad value or one given twice (RFC 3461 §4).
+ */
+struct dsnparam_mail {
+	enum queue_ret ret;		/* QUEUE_RET_UNSET: not given */
+	char envid[DSNPARAM_ENVID_MAX + 1];	/* "": not given */
+};
+
+struct dsnparam_rcpt {
+	unsigned notify;		/* QUEUE_NOTIFY_*, 0: not given */
+	char orcpt[DSNPARAM_ORCPT_MAX + 1];	/* "": not given */
+};
+
+int dsnparam_mail(struct dsnparam_mail *d, const char *p, size_t len,
+    const char **reply);
+int dsnparam_rcpt(struct dsnparam_rcpt *d, const char *p, size_t len,
+    const char **reply);
 
 #endif

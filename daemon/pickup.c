@@ -157,16 +157,24 @@ pickup_copy(struct pickup *p, const struct queue_msg *m, int fd, uid_t uid,
     struct queue_writer **wp, const char **why)
 {
 	struct pickup_copy c = { 0 };
+	struct queue_dsn_rcpt *dsn;
 	const char **rcpts;
 	unsigned flags = m->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8);
 	time_t now = time(NULL);
 	size_t i;
 	int r;
 
-	if ((rcpts = calloc(m->nrcpt, sizeof(*rcpts))) == NULL)
-		return -ENOMEM;
+	rcpts = calloc(m->nrcpt, sizeof(*rcpts));
+	dsn = calloc(m->nrcpt, sizeof(*dsn));
+	if (rcpts == NULL || dsn == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < m->nrcpt; i++) {
 		rcpts[i] = m->rcpt[i].addr;
+		/* The DSN request (sendmail -N/-R/-V, or -bs) goes along. */
+		dsn[i].notify = m->rcpt[i].notify;
+		dsn[i].orcpt = m->rcpt[i].orcpt;
 		if (!addr_is_ascii(rcpts[i]))
 			flags |= QUEUE_F_SMTPUTF8;
 	}
@@ -175,7 +183,8 @@ pickup_copy(struct pickup *p, const struct queue_msg *m, int fd, uid_t uid,
 	if ((r = queue_writer_new(p->queue, wp)) < 0)
 		goto out;
 	c.w = *wp;
-	if ((r = queue_writer_envelope(c.w, m->from, rcpts, m->nrcpt, flags,
+	if ((r = queue_writer_dsn(c.w, m->ret, m->envid, dsn)) < 0 ||
+	    (r = queue_writer_envelope(c.w, m->from, rcpts, m->nrcpt, flags,
 	    now)) < 0 || (r = pickup_received(p, c.w, m, uid, now)) < 0 ||
 	    (r = pickup_copy_body(&c, fd)) < 0)
 		goto out;
@@ -189,6 +198,7 @@ pickup_copy(struct pickup *p, const struct queue_msg *m, int fd, uid_t uid,
 		r = queue_writer_commit(c.w);
 out:
 	free(rcpts);
+	free(dsn);
 	return r;
 }
 

@@ -46,6 +46,7 @@
 
 #include "body.h"
 #include "cfg.h"
+#include "dsnparam.h"
 #include "log.h"
 #include "queue.h"
 #include "oauth.h"
@@ -287,6 +288,7 @@ relay_txn_new(struct relay_session *s, struct queue_msg *m)
 			t->rcpt[n++].index = i;
 	t->nrcpt = n;
 	snprintf(t->res.relay, sizeof(t->res.relay), "%s", s->peer);
+	t->res.dsn = (s->ext & EXT_DSN) != 0;
 	return t;
 }
 
@@ -322,7 +324,32 @@ relay_mail_line(struct relay_session *s, const struct queue_msg *m,
 		n += snprintf(buf + n, sz - (size_t)n, " BODY=8BITMIME");
 	if ((m->flags & QUEUE_F_SMTPUTF8) && (s->ext & EXT_SMTPUTF8))
 		n += snprintf(buf + n, sz - (size_t)n, " SMTPUTF8");
+	/* RFC 3461 §6.2: the DSN request goes on only to a DSN server. */
+	if (m->ret != QUEUE_RET_UNSET && (s->ext & EXT_DSN))
+		n += snprintf(buf + n, sz - (size_t)n, " RET=%s",
+		    m->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
+	if (m->envid != NULL && (s->ext & EXT_DSN))
+		n += snprintf(buf + n, sz - (size_t)n, " ENVID=%s", m->envid);
 	return n > 0 && (size_t)n < sz ? 0 : -ENAMETOOLONG;
+}
+
+/* The RCPT command for recipient rc, with NOTIFY/ORCPT for a DSN server. */
+static void
+relay_rcpt_line(struct relay_session *s, const struct queue_rcpt *rc,
+    char *buf, size_t sz)
+{
+	char notify[64];
+	int n;
+
+	n = snprintf(buf, sz, "RCPT TO:<%s>", rc->addr);
+	if (!(s->ext & EXT_DSN) || n < 0 || (size_t)n >= sz)
+		return;
+	if (rc->notify != 0) {
+		dsnparam_notify_format(rc->notify, notify, sizeof(notify));
+		n += snprintf(buf + n, sz - (size_t)n, " NOTIFY=%s", notify);
+	}
+	if (rc->orcpt != NULL && n > 0 && (size_t)n < sz)
+		snprintf(buf + n, sz - (size_t)n, " ORCPT=%s", rc->orcpt);
 }
 
 /* Sends envelope command k: 0 MAIL, 1..nrcpt RCPT, nrcpt+1 DATA. */
@@ -330,14 +357,14 @@ static void
 relay_envelope_cmd(struct relay_session *s, size_t k)
 {
 	struct relay_txn *t = s->txn;
-	char line[QUEUE_MAX_ADDR + 128];
+	char line[QUEUE_MAX_ADDR + DSNPARAM_ORCPT_MAX + 128];
 
 	if (k == 0) {
 		if (relay_mail_line(s, t->msg, line, sizeof(line)) < 0)
 			snprintf(line, sizeof(line), "MAIL FROM:<>");
 	} else if (k <= t->nrcpt)
-		snprintf(line, sizeof(line), "RCPT TO:<%s>",
-		    t->msg->rcpt[t->rcpt[k - 1].index].addr);
+		relay_rcpt_line(s, &t->msg->rcpt[t->rcpt[k - 1].index], line,
+		    sizeof(line));
 	else
 		snprintf(line, sizeof(line), "DATA");
 	relay_send_line(s, line);

@@ -81,6 +81,8 @@ struct relay_result {
 	char relay[300];		/* "host[ip]:port" */
 	bool dot_sent;			/* lost after the final dot: maybe
 					   delivered (RFC 1047) */
+	bool dsn;			/* the upstream offered DSN: the
+					   request was passed on (RFC 3461) */
 	struct relay_rcpt_result *rcpt;	/* borrowed, valid during done() */
 	size_t nrcpt;
 };

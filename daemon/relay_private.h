@@ -17,6 +17,7 @@ struct reply;
 #define EXT_AUTH_LOGIN	0x40
 #define EXT_AUTH_XOAUTH2	0x80
 #define EXT_AUTH_OAUTHBEARER	0x100
+#define EXT_DSN		0x200	/* RFC 3461 */
 
 /* Reads the EXT_* keywords an EHLO reply offers. */
 unsigned relay_ehlo_ext(const struct reply *r);

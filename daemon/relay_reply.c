@@ -139,6 +139,8 @@ relay_ehlo_ext(const struct reply *r)
 			ext |= EXT_SMTPUTF8;
 		else if (KW("SIZE"))
 			ext |= EXT_SIZE;
+		else if (KW("DSN"))
+			ext |= EXT_DSN;
 		else if (KW("AUTH")) {
 			for (p = line + wl; p < line + len; ) {
 				size_t ml;

@@ -29,6 +29,7 @@
 #include "body.h"
 #include "cfg.h"
 #include "commit.h"
+#include "dsnparam.h"
 #include "log.h"
 #include "queue.h"
 
@@ -59,6 +60,10 @@ struct smtp_txn {
 	char from[ADDR_MAX];
 	char **rcpt;			/* owned array of owned addresses */
 	size_t nrcpt;
+	struct queue_dsn_rcpt *dsn;	/* owned array parallel to rcpt, NULL
+					 * until a RCPT has DSN parameters;
+					 * its orcpt strings owned */
+	struct dsnparam_mail dsn_mail;	/* RET=, ENVID= (RFC 3461) */
 	unsigned flags;			/* QUEUE_F_* */
 	struct queue_writer *writer;	/* owned */
 	int error;			/* first spool error, negative errno */
@@ -155,9 +160,13 @@ smtp_txn_free(struct smtp_txn *t)
 	if (t == NULL)
 		return;
 	queue_writer_free(t->writer);
-	for (i = 0; i < t->nrcpt; i++)
+	for (i = 0; i < t->nrcpt; i++) {
 		free(t->rcpt[i]);
+		if (t->dsn != NULL)
+			free((char *)t->dsn[i].orcpt);
+	}
 	free(t->rcpt);
+	free(t->dsn);
 	free(t);
 }
 
@@ -271,6 +280,7 @@ smtp_proceed_ehlo(struct smtp_session *s, const char *args)
 	    "250-8BITMIME\r\n"
 	    "250-ENHANCEDSTATUSCODES\r\n"
 	    "250-SMTPUTF8\r\n"
+	    "250-DSN\r\n"
 	    "250 HELP", cfg->hostname, s->helo, s->addr,
 	    cfg->limits.message_size);
 }
@@ -298,12 +308,19 @@ smtp_mail_params(struct smtp_session *s, struct smtp_txn *t, const char *p)
 {
 	uint64_t limit = s->srv->cfg->limits.message_size;
 	unsigned long long size;
+	const char *why;
 	char *end;
+	int r;
 
 	while (*p != '\0') {
 		size_t len = strcspn(p, " ");
 
-		if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
+		if ((r = dsnparam_mail(&t->dsn_mail, p, len, &why)) < 0) {
+			smtp_reply(s, "%s", why);
+			return -1;
+		} else if (r == 0) {
+			;
+		} else if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
 			errno = 0;
 			size = strtoull(p + 5, &end, 10);
 			if (end != p + len || errno != 0 || p[5] == '-') {
@@ -385,12 +402,64 @@ fail:
 	smtp_txn_free(t);
 }
 
+/* Parses RCPT parameters (RFC 3461 NOTIFY, ORCPT); replies and returns
+ * -1 on a bad or unknown one. */
+static int
+smtp_rcpt_params(struct smtp_session *s, const char *p,
+    struct dsnparam_rcpt *d)
+{
+	const char *why;
+	size_t len;
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	for (; *p != '\0'; p += strspn(p, " ")) {
+		len = strcspn(p, " ");
+		if ((r = dsnparam_rcpt(d, p, len, &why)) < 0) {
+			smtp_reply(s, "%s", why);
+			return -1;
+		} else if (r == 1) {
+			smtp_reply(s, "555 5.5.4 Unsupported parameter: %.*s",
+			    (int)(len > 40 ? 40 : len), p);
+			return -1;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+/*
+ * Keeps the DSN request of the recipient being added (index t->nrcpt);
+ * the array is made at the first recipient that has one.
+ */
+static int
+smtp_rcpt_dsn(struct smtp_txn *t, const struct dsnparam_rcpt *d)
+{
+	struct queue_dsn_rcpt *nd;
+	size_t cap = t->nrcpt + 1;
+
+	if (t->dsn == NULL && d->notify == 0 && d->orcpt[0] == '\0')
+		return 0;
+	if ((nd = reallocarray(t->dsn, cap, sizeof(*nd))) == NULL)
+		return -ENOMEM;
+	if (t->dsn == NULL)
+		memset(nd, 0, cap * sizeof(*nd));
+	t->dsn = nd;
+	nd[t->nrcpt].notify = d->notify;
+	nd[t->nrcpt].orcpt = NULL;
+	if (d->orcpt[0] != '\0' &&
+	    (nd[t->nrcpt].orcpt = strdup(d->orcpt)) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
 static void
 smtp_proceed_rcpt(struct smtp_session *s, const char *args)
 {
 	const struct cfg *cfg = s->srv->cfg;
 	struct smtp_txn *t = s->txn;
 	char addr[ADDR_MAX], resolved[ADDR_MAX];
+	struct dsnparam_rcpt d;
 	const char *rest;
 	char **rcpt;
 
@@ -399,10 +468,8 @@ smtp_proceed_rcpt(struct smtp_session *s, const char *args)
 		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
-	if (*rest != '\0') {
-		smtp_reply(s, "555 5.5.4 Unsupported parameter: %.40s", rest);
+	if (smtp_rcpt_params(s, rest, &d) < 0)
 		return;
-	}
 	if (addr_is_bare(addr)) {
 		if (addr_resolve_local(addr, cfg->rewrite.aliases,
 		    cfg->rewrite.naliases, cfg->rewrite.local_domain,
@@ -421,7 +488,9 @@ smtp_proceed_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	t->rcpt = rcpt;
-	if ((t->rcpt[t->nrcpt] = strdup(addr)) == NULL) {
+	if ((t->rcpt[t->nrcpt] = strdup(addr)) == NULL ||
+	    smtp_rcpt_dsn(t, &d) < 0) {
+		free(t->rcpt[t->nrcpt]);
 		smtp_reply(s, "452 4.3.1 Insufficient system resources");
 		return;
 	}
@@ -483,8 +552,11 @@ smtp_proceed_data(struct smtp_session *s, const char *args)
 	time_t now = time(NULL);
 	int r;
 
-	r = queue_writer_envelope(t->writer, t->from,
-	    (const char *const *)t->rcpt, t->nrcpt, t->flags, now);
+	r = queue_writer_dsn(t->writer, t->dsn_mail.ret,
+	    t->dsn_mail.envid[0] != '\0' ? t->dsn_mail.envid : NULL, t->dsn);
+	if (r == 0)
+		r = queue_writer_envelope(t->writer, t->from,
+		    (const char *const *)t->rcpt, t->nrcpt, t->flags, now);
 	if (r == 0)
 		r = smtp_write_trace(s, t, now);
 	if (r < 0) {

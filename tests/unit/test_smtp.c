@@ -164,7 +164,8 @@ test_greeting_and_ehlo(void **state)
 	expect(f, "EHLO client.example\r\n",
 	    "250-relay.test Hello client.example [unknown]\r\n"
 	    "250-PIPELINING\r\n250-SIZE 1024\r\n250-8BITMIME\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 HELP");
+	    "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n"
+	    "250 HELP");
 	expect(f, "HELO\r\n", "501 5.5.4");
 	expect(f, "QUIT\r\n", "221 2.0.0");
 	assert_string_equal(reply(f), "EOF");
@@ -215,6 +216,54 @@ test_pipelined_commit(void **state)
 	assert_string_equal(m->rcpt[0].addr, "admin@example.org");
 	queue_msg_free(m);
 	expect(f, NULL, "250 2.0.0 Ok");
+}
+
+/* RFC 3461 parameters: syntax replies, and what reaches the record. */
+static void
+test_dsn_params(void **state)
+{
+	struct fixture *f = *state;
+	struct queue_msg *m;
+	const char *r;
+
+	expect(f, NULL, "220 ");
+	expect(f, "EHLO x\r\n", "250-");
+	expect(f, "MAIL FROM:<a@b.example> RET=ALL\r\n", "501 5.5.4 Bad RET");
+	expect(f, "MAIL FROM:<a@b.example> RET=FULL RET=HDRS\r\n",
+	    "501 5.5.4 Bad RET");
+	expect(f, "MAIL FROM:<a@b.example> ENVID=a=b\r\n",
+	    "501 5.5.4 Bad ENVID");
+	expect(f, "MAIL FROM:<a@b.example> ENVID=\r\n", "501 5.5.4 Bad ENVID");
+	expect(f, "MAIL FROM:<a@b.example> ENVIRONMENT=x\r\n", "555 5.5.4");
+	expect(f, "MAIL FROM:<a@b.example> ret=hdrs ENVID=Q+2B1\r\n",
+	    "250 2.1.0");
+	expect(f, "RCPT TO:<c@d.example> NOTIFY=NEVER,SUCCESS\r\n",
+	    "501 5.5.4 Bad NOTIFY");
+	expect(f, "RCPT TO:<c@d.example> NOTIFY=SOMETIMES\r\n",
+	    "501 5.5.4 Bad NOTIFY");
+	expect(f, "RCPT TO:<c@d.example> NOTIFY=DELAY NOTIFY=DELAY\r\n",
+	    "501 5.5.4 Bad NOTIFY");
+	expect(f, "RCPT TO:<c@d.example> ORCPT=c@d.example\r\n",
+	    "501 5.5.4 Bad ORCPT");
+	expect(f, "RCPT TO:<c@d.example> ORCPT=rfc822;c d\r\n", "555 5.5.4");
+	expect(f, "RCPT TO:<c@d.example> FOO=1\r\n", "555 5.5.4");
+	expect(f, "RCPT TO:<c@d.example>\r\n", "250 2.1.5");
+	expect(f, "RCPT TO:<e@d.example> notify=success,delay "
+	    "ORCPT=rfc822;E+2Be@d.example\r\n", "250 2.1.5");
+	expect(f, "DATA\r\n", "354 ");
+	send_str(f, "Subject: x\r\n\r\nhi\r\n.\r\n");
+	r = reply(f);
+	assert_true(strncmp(r, "250 2.0.0 Ok: queued as ", 24) == 0);
+	assert_int_equal(queue_load(f->queue, r + 24, &m), 0);
+	assert_int_equal(m->ret, QUEUE_RET_HDRS);
+	assert_string_equal(m->envid, "Q+2B1");
+	assert_int_equal(m->nrcpt, 2);
+	assert_int_equal(m->rcpt[0].notify, 0);
+	assert_null(m->rcpt[0].orcpt);
+	assert_int_equal(m->rcpt[1].notify,
+	    QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_DELAY);
+	assert_string_equal(m->rcpt[1].orcpt, "rfc822;E+2Be@d.example");
+	queue_msg_free(m);
 }
 
 static void
@@ -271,6 +320,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pipelined_commit, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dsn_params, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_error_limit, setup,
 		    teardown),
 	};

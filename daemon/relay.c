@@ -24,6 +24,7 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -339,6 +340,7 @@ relay_rcpt_line(struct relay_session *s, const struct queue_rcpt *rc,
     char *buf, size_t sz)
 {
 	char notify[64];
+	size_t i;
 	int n;
 
 	n = snprintf(buf, sz, "RCPT TO:<%s>", rc->addr);
@@ -346,6 +348,8 @@ relay_rcpt_line(struct relay_session *s, const struct queue_rcpt *rc,
 		return;
 	if (rc->notify != 0) {
 		dsnparam_notify_format(rc->notify, notify, sizeof(notify));
+		for (i = 0; notify[i] != '\0'; i++)
+			notify[i] = (char)toupper((unsigned char)notify[i]);
 		n += snprintf(buf + n, sz - (size_t)n, " NOTIFY=%s", notify);
 	}
 	if (rc->orcpt != NULL && n > 0 && (size_t)n < sz)

@@ -98,6 +98,8 @@ struct sched {
 
 static void sched_kick(struct sched *);
 static void sched_finish(struct sched *, struct sched_msg *);
+static void sched_delay_check(struct sched *, struct queue_msg *,
+    const struct relay_result *);
 
 const char *
 sched_strupstream(enum sched_upstream st)
@@ -408,6 +410,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 		    sched_fmt_time(when, nb, sizeof(nb)), log_quote(q,
 		    sizeof(q), why != NULL && why[0] != '\0' ? why : reason));
 	}
+	sched_delay_check(s, m, res);
 	sched_make_waiting(s, e, when);
 }
 
@@ -418,6 +421,7 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 {
 	enum queue_rcpt_state st;
 	char q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
+	bool relayed;
 	int r;
 
 	if (rr->outcome == RELAY_OK)
@@ -427,10 +431,16 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 	else
 		return;
 	log_addr(ta, sizeof(ta), m->rcpt[rr->index].addr);
-	if ((r = queue_set_rcpt(s->queue, m, rr->index, st, rr->reply)) < 0) {
+	/* NOTIFY=SUCCESS and an upstream without DSN: we say "relayed". */
+	relayed = st == QUEUE_RCPT_DELIVERED && !res->dsn &&
+	    (m->rcpt[rr->index].notify & QUEUE_NOTIFY_SUCCESS);
+	r = relayed ? queue_set_relayed(s->queue, m, rr->index, rr->reply) :
+	    queue_set_rcpt(s->queue, m, rr->index, st, rr->reply);
+	if (r < 0) {
 		log_msg(LOG_ERR, m->id, "spool error=\"%s\" to=%s",
 		    strerror(-r), ta);
 		m->rcpt[rr->index].state = st;
+		m->rcpt[rr->index].relayed = relayed;
 	}
 	if (st == QUEUE_RCPT_DELIVERED) {
 		s->last_delivery = time(NULL);
@@ -444,6 +454,29 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 		    log_quote(q, sizeof(q), rr->reply));
 }
 
+/* Queues m's notice of this kind to `to` and logs it; NULL on failure. */
+static struct queue_msg *
+sched_notice(struct sched *s, struct queue_msg *m, const char *to,
+    enum dsn_kind kind)
+{
+	struct queue_msg *dsn = NULL;
+	char ta[LOG_ADDR_MAX];
+	int r;
+
+	if ((r = dsn_queue(s->queue, s->cfg, m, to, kind, &dsn)) < 0) {
+		log_msg(LOG_ERR, m->id, "cannot queue the delivery status "
+		    "notification kind=%s error=\"%s\"", kind == DSN_FINAL ?
+		    "final" : "delayed", strerror(-r));
+		return NULL;
+	}
+	log_msg(LOG_INFO, m->id, "notification id=%s to=%s kind=%s",
+	    dsn->id, log_addr(ta, sizeof(ta), to), kind == DSN_FINAL ?
+	    "final" : "delayed");
+	log_msg(LOG_INFO, dsn->id, "queued from=<> size=%" PRIu64
+	    " nrcpt=1 notification-for=%s", dsn->size, m->id);
+	return dsn;
+}
+
 /*
  * The message is done: queue its notice if one is due, then remove it.
  * If the notice cannot be queued, the message stays and tries again.
@@ -453,21 +486,12 @@ sched_finish(struct sched *s, struct sched_msg *e)
 {
 	struct queue_msg *m = e->m, *dsn = NULL;
 	const char *to = dsn_recipient(s->cfg, m);
-	char ta[LOG_ADDR_MAX];
 	int r;
 
-	if (to != NULL && dsn_wanted(s->cfg, m)) {
-		if ((r = dsn_queue(s->queue, s->cfg, m, to, &dsn)) < 0) {
-			log_msg(LOG_ERR, m->id, "cannot queue the delivery "
-			    "status notification error=\"%s\"", strerror(-r));
-			sched_make_waiting(s, e, sched_now_ms() +
-			    SCHED_DSN_RETRY_MS);
-			return;
-		}
-		log_msg(LOG_INFO, m->id, "notification id=%s to=%s",
-		    dsn->id, log_addr(ta, sizeof(ta), to));
-		log_msg(LOG_INFO, dsn->id, "queued from=<> size=%" PRIu64
-		    " nrcpt=1 notification-for=%s", dsn->size, m->id);
+	if (to != NULL && dsn_wanted(s->cfg, m) &&
+	    (dsn = sched_notice(s, m, to, DSN_FINAL)) == NULL) {
+		sched_make_waiting(s, e, sched_now_ms() + SCHED_DSN_RETRY_MS);
+		return;
 	}
 	if ((r = queue_remove(s->queue, m->id)) < 0)
 		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
@@ -475,6 +499,56 @@ sched_finish(struct sched *s, struct sched_msg *e)
 		log_msg(LOG_INFO, m->id, "removed");
 	sched_msg_free(e);
 	if (dsn != NULL)
+		sched_add(s, dsn);
+}
+
+/*
+ * Gives m's pending recipients the reply of the attempt in res (in memory
+ * only, for the notice: a deferral is journaled per message).
+ */
+static void
+sched_pending_replies(struct queue_msg *m, const struct relay_result *res)
+{
+	const char *why;
+	char *dup;
+	size_t i;
+
+	for (i = 0; res != NULL && i < m->nrcpt; i++) {
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING ||
+		    (why = sched_rcpt_reply(res, i)) == NULL || *why == '\0' ||
+		    (dup = strdup(why)) == NULL)
+			continue;
+		free(m->rcpt[i].reply);
+		m->rcpt[i].reply = dup;
+	}
+}
+
+/*
+ * The "delayed" notice (RFC 3464 Action: delayed), once per message, when
+ * it is still queued bounces.delay_warning after its arrival.  Checked
+ * when an attempt was deferred (res: its replies) and when a failing
+ * upstream leaves it waiting (res NULL), so it is sent at the first of
+ * those past the delay.  The mark is journaled before the notice is
+ * queued: a crash in between loses the warning rather than sending it
+ * twice, and a restart never repeats it.
+ */
+static void
+sched_delay_check(struct sched *s, struct queue_msg *m,
+    const struct relay_result *res)
+{
+	const char *to = dsn_recipient(s->cfg, m);
+	struct queue_msg *dsn;
+	time_t now = time(NULL);
+	int r;
+
+	if (to == NULL || !dsn_delay_wanted(s->cfg, m, now))
+		return;
+	sched_pending_replies(m, res);
+	if ((r = queue_set_delay_notice(s->queue, m, now)) < 0) {
+		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
+		return;
+	}
+	if ((dsn = sched_notice(s, m, to, DSN_DELAYED)) != NULL)
 		sched_add(s, dsn);
 }
 
@@ -518,8 +592,10 @@ sched_expire_due(struct sched *s, const char *reason)
 
 	for (e = TAILQ_FIRST(&s->due); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, entry);
-		if (now < sched_deadline_ms(s, e->m))
+		if (now < sched_deadline_ms(s, e->m)) {
+			sched_delay_check(s, e->m, NULL);
 			continue;
+		}
 		sched_detach(s, e);
 		sched_give_up(s, e, reason);
 	}

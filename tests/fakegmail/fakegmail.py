@@ -122,6 +122,10 @@ T_NO_SUCH_USER = (550, "5.1.1", [
     "unnecessary spaces. For more information, go to",
     " https://support.google.com/mail/?p=NoSuchUser"])
 T_TOO_MANY_RCPTS = (452, "4.5.3", ["Your message has too many recipients."])
+T_RATE_LIMITED = (450, "4.2.1", [
+    "The user you are trying to contact is receiving mail at a rate that",
+    "prevents additional messages from being delivered. Please resend your",
+    "message at a later time."])
 T_SYNTAX = (555, "5.5.2", ["Syntax error."])
 # A path's contents: atoms, or a quoted local part (RFC 5321 §4.1.2) that
 # may hold spaces, '<' and '>'.
@@ -177,6 +181,7 @@ FAILURES = {
     # to reject, None = every recipient.
     "rcpt_553_5.1.3": {"addrs": None},
     "rcpt_550_5.1.1": {"addrs": None},
+    "rcpt_450_4.2.1": {"addrs": None},     # temporary: deferred
     # 452 4.5.3 to every RCPT past the first `limit` of a transaction.
     "rcpt_452_too_many": {"limit": 1},
     # At DATA (instead of 354).
@@ -239,6 +244,7 @@ class Transaction:
     mail_params: dict
     rcpts: list = dataclasses.field(default_factory=list)           # accepted
     rejected_rcpts: list = dataclasses.field(default_factory=list)  # [addr, code]
+    rcpt_params: dict = dataclasses.field(default_factory=dict)     # addr -> {NOTIFY..}
     data_bytes: int = 0          # raw DATA/BDAT bytes received, even partial
     outcome: str = None          # "250", "552", ..., "rset", "dropped", "hang",
                                  # "aborted" (connection ended mid-transaction)
@@ -260,6 +266,7 @@ class MessageRecord:
     outcome: str = "250"         # or the failure reply code / "dropped" / "hang"
     via: str = "DATA"            # or "BDAT"
     size: int = 0                # octets received (also when not stored)
+    rcpt_params: dict = dataclasses.field(default_factory=dict)  # offer_dsn only
 
 
 @dataclasses.dataclass
@@ -344,7 +351,7 @@ class FakeGmail:
                  max_size=MAX_SIZE, max_recipients=MAX_RECIPIENTS,
                  idle_timeout=300.0, handshake_timeout=10.0,
                  oauth_token=None, oauth_check=None, flavor="gmail",
-                 auth_mechs=None, fail=None):
+                 auth_mechs=None, fail=None, offer_dsn=False):
         """Configure (nothing is bound until start()).
 
         cert: "good" | "wrongname" | "untrusted" | "nosni" — what a client
@@ -354,6 +361,9 @@ class FakeGmail:
         allow_plain_auth=True: an insecure server that offers and accepts
         AUTH/MAIL without TLS (to catch a client that would send credentials).
         no_ext: EHLO keywords to leave out, e.g. {"PIPELINING", "CHUNKING"}.
+        offer_dsn=True: not Gmail — a server that offers DSN (RFC 3461) and
+        takes RET/ENVID at MAIL and NOTIFY/ORCPT at RCPT (recorded in
+        rcpt_params); by default, like Gmail, it refuses them (555).
         fail: names, or {name: {"count": N, **params}}, as for set_fail().
         auth_mechs: the AUTH line's mechanisms instead of the flavor's.
         oauth_token: the one access token XOAUTH2/OAUTHBEARER accept, or
@@ -375,6 +385,7 @@ class FakeGmail:
         self._want_ports = (port_starttls, port_implicit)
         self.offer_starttls, self.allow_plain_auth = offer_starttls, allow_plain_auth
         self.no_ext = {e.upper() for e in no_ext}
+        self.offer_dsn = offer_dsn
         self.max_size, self.max_recipients = max_size, max_recipients
         self.idle_timeout, self.handshake_timeout = idle_timeout, handshake_timeout
         self.port_starttls = self.port_implicit = None
@@ -928,6 +939,8 @@ class _Session:
         if self.tls or self.fg.allow_plain_auth:
             keys.append("AUTH " + self.fg.auth_mechs)
         keys += ["ENHANCEDSTATUSCODES", "PIPELINING", "CHUNKING", "SMTPUTF8"]
+        if self.fg.offer_dsn:
+            keys.append("DSN")
         return [k for k in keys if k.split()[0] not in self.fg.no_ext]
 
     def cmd_ehlo(self, arg, helo=False):
@@ -1111,7 +1124,7 @@ class _Session:
         if not m:
             return self._reply_t(T_SYNTAX)
         params = _parse_params(m.group(2) or "")
-        if not self._params_ok(params):
+        if not self._params_ok(params, self.fg.offer_dsn):
             return self._reply_t(T_SYNTAX)
         if int(params.get("SIZE", 0)) > self.fg.max_size:
             return self._reply_t(T_TOO_BIG)
@@ -1126,9 +1139,13 @@ class _Session:
         self._reply("250 2.1.0 OK {id} - gsmtp")
 
     @staticmethod
-    def _params_ok(params):
+    def _params_ok(params, dsn=False):
         """Gmail offers SIZE, 8BITMIME and SMTPUTF8 (and AUTH=) — no DSN."""
         for k, v in params.items():
+            if dsn and k == "RET" and v in ("FULL", "HDRS"):
+                continue
+            if dsn and k == "ENVID" and isinstance(v, str) and v:
+                continue
             if k == "SIZE" and not (isinstance(v, str) and v.isdigit()):
                 return False
             if k == "BODY" and v not in ("7BIT", "8BITMIME"):
@@ -1146,8 +1163,10 @@ class _Session:
         if self.txn is None:
             return self._reply_t(T_MAIL_FIRST)
         m = re.fullmatch(r"TO:\s*<(%s)>(\s+.*)?" % PATH_RE, arg, re.I | re.S)
-        if not m or m.group(2):   # no DSN parameters at Gmail
-            return self._reply_t(T_SYNTAX)
+        params = _parse_params(m.group(2) or "") if m else {}
+        if not m or (params and not self.fg.offer_dsn) or \
+                set(params) - {"NOTIFY", "ORCPT"}:
+            return self._reply_t(T_SYNTAX)   # no DSN parameters at Gmail
         addr = m.group(1)
         local, at, domain = addr.rpartition("@")
         if not at or not local or not domain or " " in (
@@ -1159,11 +1178,14 @@ class _Session:
             return self._reject_rcpt(addr, T_TOO_MANY_RCPTS)
         listed = lambda p: p["addrs"] is None or addr.lower() in p["addrs"]  # noqa: E731
         for name, template in (("rcpt_553_5.1.3", T_BAD_ADDRESS),
-                               ("rcpt_550_5.1.1", T_NO_SUCH_USER)):
+                               ("rcpt_550_5.1.1", T_NO_SUCH_USER),
+                               ("rcpt_450_4.2.1", T_RATE_LIMITED)):
             if self.fg._take_fail(name, self, listed):
                 return self._reject_rcpt(addr, template)
         with self.fg._lock:
             self.txn.rcpts.append(addr)
+            if params:
+                self.txn.rcpt_params[addr] = params
         self._reply("250 2.1.5 OK {id} - gsmtp")
 
     def _reject_rcpt(self, addr, template):
@@ -1258,7 +1280,7 @@ class _Session:
             mail_from=txn.mail_from, mail_params=txn.mail_params, rcpts=list(txn.rcpts),
             raw_data=raw or b"", data=data if raw is not None else b"",
             session=self.rec.index, timestamp=time.time(), monotonic=time.monotonic(),
-            via=via, size=size)
+            via=via, size=size, rcpt_params=dict(txn.rcpt_params))
 
         def unacked(outcome):
             msg.outcome = txn.outcome = outcome

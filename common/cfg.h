@@ -157,6 +157,7 @@ struct cfg_errors {
 struct cfg_secret {
 	char buf[512];
 	size_t len;
+	bool inner_spaces;		/* whitespace inside was removed */
 };
 
 /*
@@ -183,7 +184,8 @@ int cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)
  * Reads the upstream password: $CREDENTIALS_DIRECTORY/upstream-password when
  * it exists, else upstream.password_file.  Takes the first line, strips
  * surrounding whitespace and the spaces inside (Google shows App Passwords as
- * "abcd efgh ijkl mnop").  Refuses a file readable by group or others.
+ * "abcd efgh ijkl mnop"), which out->inner_spaces tells.  Refuses a file
+ * readable by group or others.
  */
 int cfg_read_password(const struct cfg *cfg, struct cfg_secret *out,
     char **err);

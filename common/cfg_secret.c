@@ -24,6 +24,7 @@ cfg_secret_clear(struct cfg_secret *s)
 		return;
 	explicit_bzero(s->buf, sizeof(s->buf));
 	s->len = 0;
+	s->inner_spaces = false;
 }
 
 /* Reads up to the first newline (or sz - 1 bytes) of fd into buf. */
@@ -49,22 +50,30 @@ cfg_read_line(int fd, char *buf, size_t sz)
 
 /*
  * Keeps the first line of buf (len bytes read, cap the buffer) without any
- * whitespace, in place; never prints it.
+ * whitespace, in place; never prints it.  *inner tells whether whitespace
+ * stood between other characters (Google's "abcd efgh ijkl mnop").
  */
 static const char *
-cfg_clean_secret(char *buf, size_t len, size_t cap, size_t *outlen)
+cfg_clean_secret(char *buf, size_t len, size_t cap, size_t *outlen,
+    bool *inner)
 {
 	const char *nl = memchr(buf, '\n', len);
 	size_t i, end = nl != NULL ? (size_t)(nl - buf) : len, n = 0;
 	const char *why = NULL;
+	bool gap = false;
 
+	*inner = false;
 	if (nl == NULL && len + 1 >= cap)
 		why = "the first line is too long";
 	for (i = 0; why == NULL && i < end; i++) {
 		unsigned char c = (unsigned char)buf[i];
 
-		if (isspace(c))
+		if (isspace(c)) {
+			gap = n > 0;
 			continue;
+		}
+		*inner |= gap;
+		gap = false;
 		if (c < 0x20 || c == 0x7f)
 			why = "the first line contains a control character";
 		else
@@ -78,10 +87,11 @@ cfg_clean_secret(char *buf, size_t len, size_t cap, size_t *outlen)
 	return why;
 }
 
-/* Checks and reads an open secret file into buf (cap bytes). */
+/* Checks and reads an open secret file into buf (cap bytes); *inner as
+ * cfg_clean_secret() says. */
 static int
 cfg_read_secret_fd(int fd, const char *path, bool credential, char *buf,
-    size_t cap, size_t *outlen, char **err)
+    size_t cap, size_t *outlen, bool *inner, char **err)
 {
 	const char *why = NULL;
 	struct stat st;
@@ -107,7 +117,7 @@ cfg_read_secret_fd(int fd, const char *path, bool credential, char *buf,
 		r = (int)n;
 		why = strerror((int)-n);
 	} else {
-		why = cfg_clean_secret(buf, (size_t)n, cap, outlen);
+		why = cfg_clean_secret(buf, (size_t)n, cap, outlen, inner);
 		r = why == NULL ? 0 : -EINVAL;
 	}
 	if (why != NULL && asprintf(err, "%s: %s", path, why) == -1)
@@ -123,6 +133,7 @@ int
 cfg_read_secret_file(const char *path, char *buf, size_t cap, size_t *len,
     char **err)
 {
+	bool inner;
 	int fd, r;
 
 	*err = NULL;
@@ -134,7 +145,7 @@ cfg_read_secret_file(const char *path, char *buf, size_t cap, size_t *len,
 			*err = NULL;
 		return r;
 	}
-	r = cfg_read_secret_fd(fd, path, false, buf, cap, len, err);
+	r = cfg_read_secret_fd(fd, path, false, buf, cap, len, &inner, err);
 	close(fd);
 	return r;
 }
@@ -178,6 +189,7 @@ cfg_read_password_from(const struct cfg *cfg, struct cfg_secret *out,
 
 	*err = NULL;
 	out->len = 0;
+	out->inner_spaces = false;
 	out->buf[0] = '\0';
 	fd = cfg_open_password(cfg, &path, credential);
 	if (fd == -ENOENT && path == NULL)
@@ -193,7 +205,7 @@ cfg_read_password_from(const struct cfg *cfg, struct cfg_secret *out,
 		return fd;
 	}
 	r = cfg_read_secret_fd(fd, path, *credential, out->buf,
-	    sizeof(out->buf), &out->len, err);
+	    sizeof(out->buf), &out->len, &out->inner_spaces, err);
 	close(fd);
 	free(path);
 	if (r < 0)

@@ -88,6 +88,9 @@ ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 	    (long long)st->oldest, (long long)st->last_delivery,
 	    ctlp_upstream_name(st->upstream), (long long)st->upstream_since,
 	    (long long)st->next_attempt, st->reply);
+	if (n >= 0 && (size_t)n < sz && st->advice[0] != '\0')
+		n += snprintf(buf + n, sz - (size_t)n, "advice %s\n",
+		    st->advice);
 	if (n < 0 || (size_t)n >= sz)
 		return -ENOSPC;
 	return n;
@@ -136,6 +139,8 @@ ctlp_status_line(struct ctlp_status *st, const char *line)
 		st->next_attempt = (time_t)ctlp_num(v);
 	else if (K("reply"))
 		snprintf(st->reply, sizeof(st->reply), "%s", v);
+	else if (K("advice"))
+		snprintf(st->advice, sizeof(st->advice), "%s", v);
 	else if (K("upstream")) {
 		for (i = 0; i < sizeof(ctlp_upstream_names) /
 		    sizeof(ctlp_upstream_names[0]); i++)

@@ -64,6 +64,9 @@ struct ctlp_status {
 	time_t upstream_since;		/* when upstream entered its state */
 	time_t next_attempt;		/* next upstream attempt planned */
 	char reply[QUEUE_MAX_REPLY + 1];	/* last upstream reply */
+	/* The key of the advice for it (common/smtpproto_advice.c), the
+	 * client words it with its own configuration; "" when none. */
+	char advice[64];
 };
 
 /* "ok", "retrying", "paused-credentials", "paused-quota", "unknown". */

@@ -43,7 +43,6 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <openssl/evp.h>
 
 #include "body.h"
 #include "cfg.h"
@@ -51,9 +50,9 @@
 #include "log.h"
 #include "queue.h"
 #include "oauth.h"
-#include "relay_private.h"
 #include "reply.h"
 #include "sasl_oauth.h"
+#include "smtpproto.h"
 #include "tls.h"
 #include "token.h"
 
@@ -122,7 +121,7 @@ struct relay_session {
 	enum cfg_auth auth;		/* password or xoauth2, at the start */
 	enum relay_state state;
 	unsigned flags;			/* RF_* */
-	unsigned ext;			/* EXT_* of the last EHLO */
+	unsigned ext;			/* SMTPPROTO_EXT_* of the last EHLO */
 	struct bufferevent *bev; /* owned (a TLS filter owns the socket) */
 	SSL *ssl;			/* borrowed from bev once it is TLS */
 	struct event *timer;		/* owned: connect/reply timeout */
@@ -131,8 +130,11 @@ struct relay_session {
 	struct evutil_addrinfo *cur;	/* borrowed: the one tried */
 	char peer[300];			/* "host[ip]:port" */
 	char lasterr[RELAY_REPLY_MAX];	/* last connect error */
+	/* What to do about the failure that ends the session (static). */
+	const struct smtpproto_advice *advice;
 	struct reply reply;		/* the reply being read */
 	struct cfg_secret secret;	/* password while AUTH LOGIN needs it */
+	enum smtpproto_mech mech;	/* the AUTH mechanism in use */
 	unsigned auth_step;		/* 334 prompts answered */
 	struct oauth_secret token;	/* the access token while AUTH needs it */
 	bool token_cached;		/* it came from the cache, not fresh */
@@ -204,32 +206,23 @@ relay_send_line(struct relay_session *s, const char *line)
 static void
 relay_secret_cleanup(const void *data, size_t len, void *arg)
 {
-	explicit_bzero(arg, len);
-	free(arg);
+	smtpproto_line_free(arg, len);
 }
 
 /*
- * Sends a line carrying a credential: the bytes go by reference and are
- * wiped once written, so no copy of them stays in freed memory.
- * prefix is logged as is, the rest masked.
+ * Sends a line carrying a credential, made by an smtpproto encoder (which
+ * left room for the CRLF): the bytes go by reference and are wiped once
+ * written, so no copy of them stays in freed memory.  Takes line.
  */
 static int
-relay_send_secret(struct relay_session *s, const char *prefix,
-    const unsigned char *raw, size_t rawlen, int after_auth)
+relay_send_secret(struct relay_session *s, char *line, size_t len,
+    int after_auth)
 {
-	size_t plen = strlen(prefix), blen = 4 * ((rawlen + 2) / 3);
-	char *buf;
-
-	if ((buf = malloc(plen + blen + 3)) == NULL)
-		return -ENOMEM;
-	memcpy(buf, prefix, plen);
-	EVP_EncodeBlock((unsigned char *)buf + plen, raw, (int)rawlen);
-	log_dialogue("upstream", ">", buf, after_auth);
-	memcpy(buf + plen + blen, "\r\n", 3);
-	if (evbuffer_add_reference(bufferevent_get_output(s->bev), buf,
-	    plen + blen + 2, relay_secret_cleanup, buf) < 0) {
-		explicit_bzero(buf, plen + blen + 2);
-		free(buf);
+	log_dialogue("upstream", ">", line, after_auth);
+	memcpy(line + len, "\r\n", 3);
+	if (evbuffer_add_reference(bufferevent_get_output(s->bev), line,
+	    len + 2, relay_secret_cleanup, line) < 0) {
+		smtpproto_line_free(line, len + 2);
 		return -ENOMEM;
 	}
 	return 0;
@@ -289,7 +282,7 @@ relay_txn_new(struct relay_session *s, struct queue_msg *m)
 			t->rcpt[n++].index = i;
 	t->nrcpt = n;
 	snprintf(t->res.relay, sizeof(t->res.relay), "%s", s->peer);
-	t->res.dsn = (s->ext & EXT_DSN) != 0;
+	t->res.dsn = (s->ext & SMTPPROTO_EXT_DSN) != 0;
 	return t;
 }
 
@@ -303,7 +296,21 @@ relay_txn_fail(struct relay_txn *t, enum relay_outcome o,
 	t->failed = true;
 	t->res.outcome = o;
 	t->res.pause = pause;
+	t->res.advice = NULL;
 	snprintf(t->res.reply, sizeof(t->res.reply), "%s", reply);
+}
+
+/* Sets the message's fate from the current reply, with its advice. */
+static void
+relay_txn_refused(struct relay_session *s, enum relay_outcome o,
+    enum relay_pause pause, const char *rs)
+{
+	struct relay_txn *t = s->txn;
+	bool was = t->failed;
+
+	relay_txn_fail(t, o, pause, rs);
+	if (!was)
+		t->res.advice = smtpproto_advice_reply(&s->reply);
 }
 
 /* The MAIL command for m, with the parameters the upstream takes. */
@@ -318,18 +325,18 @@ relay_mail_line(struct relay_session *s, const struct queue_msg *m,
 	    s->env->cfg->rewrite.envelope_from != NULL)
 		from = s->env->cfg->rewrite.envelope_from;
 	n = snprintf(buf, sz, "MAIL FROM:<%s>", from);
-	if (s->ext & EXT_SIZE)
+	if (s->ext & SMTPPROTO_EXT_SIZE)
 		n += snprintf(buf + n, sz - (size_t)n, " SIZE=%" PRIu64,
 		    m->size);
-	if ((m->flags & QUEUE_F_8BITMIME) && (s->ext & EXT_8BITMIME))
+	if ((m->flags & QUEUE_F_8BITMIME) && (s->ext & SMTPPROTO_EXT_8BITMIME))
 		n += snprintf(buf + n, sz - (size_t)n, " BODY=8BITMIME");
-	if ((m->flags & QUEUE_F_SMTPUTF8) && (s->ext & EXT_SMTPUTF8))
+	if ((m->flags & QUEUE_F_SMTPUTF8) && (s->ext & SMTPPROTO_EXT_SMTPUTF8))
 		n += snprintf(buf + n, sz - (size_t)n, " SMTPUTF8");
 	/* RFC 3461 §6.2: the DSN request goes on only to a DSN server. */
-	if (m->ret != QUEUE_RET_UNSET && (s->ext & EXT_DSN))
+	if (m->ret != QUEUE_RET_UNSET && (s->ext & SMTPPROTO_EXT_DSN))
 		n += snprintf(buf + n, sz - (size_t)n, " RET=%s",
 		    m->ret == QUEUE_RET_FULL ? "FULL" : "HDRS");
-	if (m->envid != NULL && (s->ext & EXT_DSN))
+	if (m->envid != NULL && (s->ext & SMTPPROTO_EXT_DSN))
 		n += snprintf(buf + n, sz - (size_t)n, " ENVID=%s", m->envid);
 	return n > 0 && (size_t)n < sz ? 0 : -ENAMETOOLONG;
 }
@@ -344,7 +351,7 @@ relay_rcpt_line(struct relay_session *s, const struct queue_rcpt *rc,
 	int n;
 
 	n = snprintf(buf, sz, "RCPT TO:<%s>", rc->addr);
-	if (!(s->ext & EXT_DSN) || n < 0 || (size_t)n >= sz)
+	if (!(s->ext & SMTPPROTO_EXT_DSN) || n < 0 || (size_t)n >= sz)
 		return;
 	if (rc->notify != 0) {
 		dsnparam_notify_format(rc->notify, notify, sizeof(notify));
@@ -385,7 +392,7 @@ relay_envelope_push(struct relay_session *s)
 	struct relay_txn *t = s->txn;
 	size_t total = t->nrcpt + 2;
 
-	if (s->ext & EXT_PIPELINING) {
+	if (s->ext & SMTPPROTO_EXT_PIPELINING) {
 		/* One write for the group (RFC 2920 §3.1). */
 		s->batch = evbuffer_new();
 		while (t->nsent < total)
@@ -421,7 +428,7 @@ relay_send(struct relay_session *s, struct queue_msg *m)
 	s->nmsgs++;
 	log_msg(LOG_DEBUG, m->id, "relay session=%" PRIu64 " nrcpt=%zu",
 	    s->id, t->nrcpt);
-	if ((m->flags & QUEUE_F_SMTPUTF8) && !(s->ext & EXT_SMTPUTF8))
+	if ((m->flags & QUEUE_F_SMTPUTF8) && !(s->ext & SMTPPROTO_EXT_SMTPUTF8))
 		/* RFC 6531 §3.4: no downgrade; the message cannot go. */
 		relay_txn_fail(t, RELAY_PERMFAIL, RELAY_PAUSE_NONE,
 		    "554 5.6.7 the message needs SMTPUTF8 and the upstream "
@@ -522,6 +529,7 @@ relay_setup_failed(struct relay_session *s, enum relay_stage stage,
 
 	if (o == RELAY_OK)
 		o = RELAY_TEMPFAIL;
+	s->advice = smtpproto_advice_reply(&s->reply);
 	relay_reply_str(s, rs, sizeof(rs));
 	snprintf(reason, sizeof(reason), "%s: %.*s", what, 400, rs);
 	relay_close(s, o, pause, reason);
@@ -546,11 +554,14 @@ relay_on_greeting(struct relay_session *s)
 static void
 relay_on_ehlo(struct relay_session *s)
 {
+	struct smtpproto_ehlo ehlo;
+
 	if (reply_class(&s->reply) != 2) {
 		relay_setup_failed(s, RELAY_STAGE_EHLO, "EHLO refused");
 		return;
 	}
-	s->ext = relay_ehlo_ext(&s->reply);
+	smtpproto_ehlo_parse(&s->reply, &ehlo);
+	s->ext = ehlo.ext;
 	s->flags |= RF_EHLO;
 	if (s->flags & RF_TLS) {
 		relay_start_auth(s);
@@ -560,8 +571,9 @@ relay_on_ehlo(struct relay_session *s)
 		relay_start_auth(s);
 		return;
 	}
-	if (!(s->ext & EXT_STARTTLS)) {
+	if (!(s->ext & SMTPPROTO_EXT_STARTTLS)) {
 		/* Never fall back to plain text (RFC 3207 §4). */
+		s->advice = smtpproto_advice_local(SMTPPROTO_LOCAL_NO_STARTTLS);
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "the upstream does not offer STARTTLS: refusing to send "
 		    "credentials or mail in clear text (wrong port? use "
@@ -583,26 +595,21 @@ relay_on_starttls(struct relay_session *s)
 	relay_start_tls(s);
 }
 
-/* Sends AUTH PLAIN with its initial response (RFC 4616). */
+/* Sends the first AUTH line of s->mech (common/smtpproto.c encodes it). */
 static int
-relay_auth_plain(struct relay_session *s)
+relay_auth_first(struct relay_session *s)
 {
-	const char *user = s->username;
-	size_t ul = strlen(user), n = 1 + ul + 1 + s->secret.len;
-	unsigned char *raw;
+	char *line;
+	size_t len;
 	int r;
 
-	if ((raw = malloc(n)) == NULL)
-		return -ENOMEM;
-	raw[0] = '\0';
-	memcpy(raw + 1, user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, s->secret.buf, s->secret.len);
-	r = relay_send_secret(s, "AUTH PLAIN ", raw, n, 0);
-	explicit_bzero(raw, n);
-	free(raw);
-	cfg_secret_clear(&s->secret);
-	return r;
+	if (s->mech == SMTPPROTO_MECH_PLAIN) {
+		r = smtpproto_auth_plain(s->username, s->secret.buf,
+		    s->secret.len, &line, &len);
+		cfg_secret_clear(&s->secret);
+	} else
+		r = smtpproto_auth_login(&line, &len);
+	return r < 0 ? r : relay_send_secret(s, line, len, 0);
 }
 
 /* Logs in: PLAIN when offered, else LOGIN, password read afresh. */
@@ -627,7 +634,7 @@ relay_start_auth(struct relay_session *s)
 		relay_start_oauth(s);
 		return;
 	}
-	if (!(s->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN))) {
+	if ((s->mech = smtpproto_auth_choose(s->ext)) == SMTPPROTO_MECH_NONE) {
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "the upstream offers neither AUTH PLAIN nor AUTH LOGIN");
 		return;
@@ -641,13 +648,7 @@ relay_start_auth(struct relay_session *s)
 		return;
 	}
 	s->auth_step = 0;
-	if (s->ext & EXT_AUTH_PLAIN)
-		r = relay_auth_plain(s);
-	else {
-		relay_send_line(s, "AUTH LOGIN");
-		r = 0;
-	}
-	if (r < 0) {
+	if (relay_auth_first(s) < 0) {
 		cfg_secret_clear(&s->secret);
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "out of memory");
@@ -675,7 +676,9 @@ static void
 relay_send_oauth(struct relay_session *s)
 {
 	struct oauth_secret msg;
-	bool bearer = (s->ext & EXT_AUTH_OAUTHBEARER) != 0;
+	bool bearer = (s->ext & SMTPPROTO_EXT_AUTH_OAUTHBEARER) != 0;
+	char *line = NULL;
+	size_t len;
 	int r;
 
 	if ((r = oauth_secret_init(&msg, CFG_OAUTH_SECRET_MAX + 1024)) == 0)
@@ -683,9 +686,11 @@ relay_send_oauth(struct relay_session *s)
 		    &s->token, &msg) : sasl_xoauth2(s->username, &s->token,
 		    &msg);
 	if (r == 0)
-		r = relay_send_secret(s, bearer ? "AUTH OAUTHBEARER " :
-		    "AUTH XOAUTH2 ", (const unsigned char *)msg.buf, msg.len, 0);
+		r = smtpproto_b64_line(bearer ? "AUTH OAUTHBEARER " :
+		    "AUTH XOAUTH2 ", msg.buf, msg.len, &line, &len);
 	oauth_secret_free(&msg);
+	if (r == 0)
+		r = relay_send_secret(s, line, len, 0);
 	if (r < 0) {
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    r == -EINVAL ? "upstream.username cannot go into an OAuth "
@@ -722,7 +727,7 @@ relay_start_oauth(struct relay_session *s)
 	char why[RELAY_REPLY_MAX];
 	int r;
 
-	if (!(s->ext & (EXT_AUTH_XOAUTH2 | EXT_AUTH_OAUTHBEARER))) {
+	if (!(s->ext & (SMTPPROTO_EXT_AUTH_XOAUTH2 | SMTPPROTO_EXT_AUTH_OAUTHBEARER))) {
 		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS,
 		    "the upstream offers neither AUTH XOAUTH2 nor OAUTHBEARER: "
 		    "auth = \"xoauth2\" cannot log in there (check "
@@ -758,7 +763,7 @@ static void
 relay_oauth_challenge(struct relay_session *s)
 {
 	relay_send_line(s, s->auth_step++ > 0 ? "*" :
-	    (s->ext & EXT_AUTH_OAUTHBEARER) ? SASL_OAUTHBEARER_ABORT :
+	    (s->ext & SMTPPROTO_EXT_AUTH_OAUTHBEARER) ? SASL_OAUTHBEARER_ABORT :
 	    SASL_XOAUTH2_ABORT);
 	relay_arm(s, s->env->cfg->upstream.timeout);
 }
@@ -785,17 +790,18 @@ relay_oauth_retry(struct relay_session *s)
 static void
 relay_auth_login_step(struct relay_session *s)
 {
-	const char *user = s->username;
+	char *line;
+	size_t len;
 	int r;
 
-	if (!(s->ext & EXT_AUTH_PLAIN) && s->auth_step == 0)
-		r = relay_send_secret(s, "", (const unsigned char *)user,
-		    strlen(user), 1);
-	else if (!(s->ext & EXT_AUTH_PLAIN) && s->auth_step == 1) {
-		r = relay_send_secret(s, "", (const unsigned char *)
-		    s->secret.buf, s->secret.len, 1);
-		cfg_secret_clear(&s->secret);
-	} else {
+	r = s->mech != SMTPPROTO_MECH_LOGIN ? -EPROTO :
+	    smtpproto_auth_login_step(s->auth_step, s->username,
+	    s->secret.buf, s->secret.len, &line, &len);
+	if (r == 0) {
+		if (s->auth_step == 1)
+			cfg_secret_clear(&s->secret);
+		r = relay_send_secret(s, line, len, 1);
+	} else if (r == -EPROTO) {
 		/* Unexpected challenge: cancel the exchange (RFC 4954 §4). */
 		relay_send_line(s, "*");
 		r = 0;
@@ -851,7 +857,7 @@ relay_on_envelope(struct relay_session *s)
 	if (k == 0) {
 		o = relay_classify(RELAY_STAGE_MAIL, &s->reply, &pause);
 		if (reply_class(&s->reply) != 2)
-			relay_txn_fail(t, o == RELAY_OK ? RELAY_TEMPFAIL : o,
+			relay_txn_refused(s, o == RELAY_OK ? RELAY_TEMPFAIL : o,
 			    pause, rs);
 	} else if (k <= t->nrcpt) {
 		struct relay_rcpt_result *rr = &t->rcpt[k - 1];
@@ -868,7 +874,7 @@ relay_on_envelope(struct relay_session *s)
 			rr->outcome = o == RELAY_OK ? RELAY_TEMPFAIL : o;
 			snprintf(rr->reply, sizeof(rr->reply), "%s", rs);
 			if (o == RELAY_PAUSE)
-				relay_txn_fail(t, o, pause, rs);
+				relay_txn_refused(s, o, pause, rs);
 		}
 	} else {
 		if (s->reply.code == 354 && !t->failed && t->naccepted > 0) {
@@ -882,7 +888,7 @@ relay_on_envelope(struct relay_session *s)
 			return;
 		}
 		o = relay_classify(RELAY_STAGE_DATA, &s->reply, &pause);
-		relay_txn_fail(t, o == RELAY_OK ? RELAY_TEMPFAIL : o, pause,
+		relay_txn_refused(s, o == RELAY_OK ? RELAY_TEMPFAIL : o, pause,
 		    rs);
 	}
 	if (s->reply.code == 421) {
@@ -899,14 +905,14 @@ relay_envelope_continue(struct relay_session *s)
 	struct relay_txn *t = s->txn;
 	size_t total = t->nrcpt + 2;
 
-	if (!(s->ext & EXT_PIPELINING) && !t->failed &&
+	if (!(s->ext & SMTPPROTO_EXT_PIPELINING) && !t->failed &&
 	    !(t->nreplied == t->nrcpt + 1 && t->naccepted == 0) &&
 	    t->nreplied < total) {
 		relay_envelope_push(s);
 		relay_arm(s, s->env->cfg->upstream.timeout);
 		return;
 	}
-	if ((s->ext & EXT_PIPELINING) && t->nreplied < t->nsent) {
+	if ((s->ext & SMTPPROTO_EXT_PIPELINING) && t->nreplied < t->nsent) {
 		relay_arm(s, s->env->cfg->upstream.timeout);
 		return;
 	}
@@ -1015,6 +1021,8 @@ relay_on_dot(struct relay_session *s)
 	o = relay_classify(RELAY_STAGE_DOT, &s->reply, &pause);
 	if (o == RELAY_OK && reply_class(&s->reply) != 2)
 		o = RELAY_TEMPFAIL;
+	if (o != RELAY_OK)
+		t->res.advice = smtpproto_advice_reply(&s->reply);
 	if (o == RELAY_TEMPFAIL)
 		log_msg(LOG_NOTICE, t->msg->id, "temporary failure after the "
 		    "final dot: the upstream may deliver the message anyway, "
@@ -1529,6 +1537,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	end.was_ready = (s->flags & RF_WASREADY) != 0;
 	end.outcome = o;
 	end.pause = pause;
+	end.advice = s->advice;
 	snprintf(end.reason, sizeof(end.reason), "%s", reason);
 	env->ops->closed(env->arg, s->id, &end);
 	if ((da = malloc(sizeof(*da))) != NULL) {

@@ -34,6 +34,7 @@ struct queue;
 struct queue_msg;
 struct reply;
 struct relay_session;
+struct smtpproto_advice;
 struct sockaddr;
 struct token;
 
@@ -83,6 +84,9 @@ struct relay_result {
 					   delivered (RFC 1047) */
 	bool dsn;			/* the upstream offered DSN: the
 					   request was passed on (RFC 3461) */
+	/* What to do about it (the table of common/smtpproto_advice.c,
+	 * static), NULL when there is no advice. */
+	const struct smtpproto_advice *advice;
 	struct relay_rcpt_result *rcpt;	/* borrowed, valid during done() */
 	size_t nrcpt;
 };
@@ -94,6 +98,8 @@ struct relay_end {
 					   before being ready, else OK */
 	enum relay_pause pause;
 	char reason[RELAY_REPLY_MAX];
+	/* What to do about the failure (static table), NULL when none. */
+	const struct smtpproto_advice *advice;
 };
 
 struct relay_ops {
@@ -164,8 +170,6 @@ void relay_stop(struct relay_session *s);
  */
 enum relay_outcome relay_classify(enum relay_stage stage,
     const struct reply *r, enum relay_pause *pause);
-/* What the user must do about an AUTH rejection, in plain words. */
-const char *relay_auth_advice(const struct reply *r);
 const char *relay_stroutcome(enum relay_outcome o);
 /*
  * True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: the only addresses

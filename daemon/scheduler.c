@@ -33,6 +33,7 @@
 #include "log.h"
 #include "queue.h"
 #include "reply.h"
+#include "smtpproto.h"
 #include "tls.h"
 
 #define SCHED_IDLE_HOLD_MS	5000	/* idle session, then QUIT */
@@ -92,6 +93,8 @@ struct sched {
 	unsigned gen;			/* bumped at each upstream failure */
 	uint64_t retry_ms;		/* next probe when not ok */
 	char reply[RELAY_REPLY_MAX];	/* last upstream problem */
+	/* What to do about it (static table), NULL: no advice. */
+	const struct smtpproto_advice *advice;
 	time_t last_delivery;
 	bool stopping;
 };
@@ -577,6 +580,7 @@ sched_upstream_ok(struct sched *s)
 	if (s->state != SCHED_UP_PAUSED_QUOTA)
 		s->failures = 0;
 	s->reply[0] = '\0';
+	s->advice = NULL;
 	sched_set_state(s, SCHED_UP_OK);
 }
 
@@ -613,7 +617,7 @@ sched_expire_due(struct sched *s, const char *reason)
  */
 static void
 sched_upstream_fail(struct sched *s, enum sched_upstream st,
-    const char *reason)
+    const char *reason, const struct smtpproto_advice *advice)
 {
 	struct sched_conn *c, *next;
 	struct relay_session *rs;
@@ -626,6 +630,7 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 	s->retry_ms = sched_now_ms() + sched_backoff_ms(&s->cfg->retry,
 	    s->failures, sched_random());
 	snprintf(s->reply, sizeof(s->reply), "%s", reason);
+	s->advice = advice;
 	sched_set_state(s, st);
 	log_msg(pause ? LOG_ERR : LOG_WARNING, NULL, "upstream %s failures=%u "
 	    "next=%s reason=\"%s\"", pause ? "paused" : "unavailable",
@@ -645,19 +650,24 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 	sched_arm(s);
 }
 
-/* The advice for an AUTH rejection, from the reason's reply text. */
+/*
+ * Says what to do about an upstream failure, from the advice the relay
+ * found for it (common/smtpproto_advice.c), with this configuration's
+ * names filled in.
+ */
 static void
-sched_log_advice(const char *reason)
+sched_log_advice(const struct sched *s, const struct relay_end *end)
 {
-	struct reply r;
-	const char *p = strstr(reason, ": ");
-	char q[RELAY_REPLY_MAX + 16];
+	struct smtpproto_advice_vars v;
+	char fix[1024], q[RELAY_REPLY_MAX + 16];
 
-	reply_init(&r);
-	if (p == NULL || reply_feed(&r, p + 2, strlen(p + 2)) != 0)
+	if (end->advice == NULL)
 		return;
-	log_msg(LOG_ERR, NULL, "upstream login refused: reason=\"%s\" fix: %s",
-	    log_quote(q, sizeof(q), reason), relay_auth_advice(&r));
+	smtpproto_advice_vars_cfg(s->cfg, &v);
+	log_msg(LOG_ERR, NULL, "upstream %s: reason=\"%s\" fix: %s",
+	    end->pause == RELAY_PAUSE_CREDENTIALS ? "login refused" :
+	    "failure", log_quote(q, sizeof(q), end->reason),
+	    smtpproto_advice_format(end->advice, &v, fix, sizeof(fix)));
 }
 
 /* ---- sessions ---- */
@@ -892,7 +902,7 @@ sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
 		sched_make_due(s, e);
 		sched_upstream_fail(s, res->pause == RELAY_PAUSE_QUOTA ?
 		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
-		    res->reply);
+		    res->reply, res->advice);
 		return;
 	}
 	sched_defer(s, e, res->reply, res);
@@ -912,13 +922,13 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
 	counts = c->gen == s->gen && !s->stopping;
 	sched_conn_free(s, c);
 	if (counts && !end->was_ready && end->outcome == RELAY_PAUSE) {
-		if (end->pause == RELAY_PAUSE_CREDENTIALS)
-			sched_log_advice(end->reason);
+		sched_log_advice(s, end);
 		sched_upstream_fail(s, end->pause == RELAY_PAUSE_QUOTA ?
 		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
-		    end->reason);
+		    end->reason, end->advice);
 	} else if (counts && !end->was_ready && end->outcome != RELAY_OK)
-		sched_upstream_fail(s, SCHED_UP_RETRYING, end->reason);
+		sched_upstream_fail(s, SCHED_UP_RETRYING, end->reason,
+		    end->advice);
 	sched_kick(s);
 }
 
@@ -1236,6 +1246,7 @@ sched_status(const struct sched *s, struct sched_status *st)
 	memset(st, 0, sizeof(*st));
 	st->state = s->state;
 	st->reply = s->reply;
+	st->advice = s->state != SCHED_UP_OK ? s->advice : NULL;
 	st->retry_at = (time_t)(s->retry_ms / 1000);
 	st->messages = sched_count(s);
 	st->last_delivery = s->last_delivery;

@@ -41,6 +41,7 @@ struct event_base;
 struct queue;
 struct queue_msg;
 struct sched;
+struct smtpproto_advice;
 struct token;
 
 enum sched_upstream {
@@ -53,6 +54,8 @@ enum sched_upstream {
 struct sched_status {
 	enum sched_upstream state;
 	const char *reply;		/* borrowed: last upstream problem */
+	/* What to do about it (static table), NULL: no advice. */
+	const struct smtpproto_advice *advice;
 	time_t retry_at;		/* next probe when not ok */
 	size_t messages;		/* in the queue */
 	time_t oldest;			/* arrival of the oldest, 0: none */

@@ -27,6 +27,7 @@
 #include "queue.h"
 #include "scheduler.h"
 #include "smtp.h"
+#include "smtpproto.h"
 #include "sysd.h"
 
 #define STOP_GRACE_SECONDS	10
@@ -160,6 +161,8 @@ daemon_ctl_status(void *arg, struct ctlp_status *st)
 	st->next_attempt = ss.state != SCHED_UP_OK ? ss.retry_at : 0;
 	snprintf(st->reply, sizeof(st->reply), "%s",
 	    ss.reply != NULL ? ss.reply : "");
+	snprintf(st->advice, sizeof(st->advice), "%s",
+	    ss.advice != NULL ? ss.advice->key : "");
 }
 
 /* FLUSH: retry now (the scheduler also lifts a pause). */

@@ -32,6 +32,7 @@
 #include "dsnparam.h"
 #include "log.h"
 #include "queue.h"
+#include "smtpproto.h"
 
 #define SMTP_LINE_MAX		512	/* RFC 5321 §4.5.3.1.4, with CRLF */
 #define SMTP_ERRORS_MAX		20	/* then 421 and close */
@@ -295,82 +296,12 @@ smtp_proceed_helo(struct smtp_session *s, const char *args)
 	smtp_reply(s, "250 %s", s->srv->cfg->hostname);
 }
 
-/* True when the parameter p (len bytes) is word, ignoring case. */
-static bool
-smtp_param_is(const char *p, size_t len, const char *word)
-{
-	return len == strlen(word) && strncasecmp(p, word, len) == 0;
-}
-
-/* Parses MAIL parameters into t; replies and returns -1 on a bad one. */
-static int
-smtp_mail_params(struct smtp_session *s, struct smtp_txn *t, const char *p)
-{
-	uint64_t limit = s->srv->cfg->limits.message_size;
-	unsigned long long size;
-	const char *why;
-	char *end;
-	int r;
-
-	while (*p != '\0') {
-		size_t len = strcspn(p, " ");
-
-		if ((r = dsnparam_mail(&t->dsn_mail, p, len, &why)) < 0) {
-			smtp_reply(s, "%s", why);
-			return -1;
-		} else if (r == 0) {
-			;
-		} else if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
-			errno = 0;
-			size = strtoull(p + 5, &end, 10);
-			if (end != p + len || errno != 0 || p[5] == '-') {
-				smtp_reply(s, "501 5.5.4 Bad SIZE parameter");
-				return -1;
-			}
-			if (size > limit) {
-				smtp_reply(s, "552 5.3.4 Message size exceeds "
-				    "fixed limit of %" PRIu64 " bytes", limit);
-				return -1;
-			}
-		} else if (smtp_param_is(p, len, "BODY=7BIT")) {
-			;
-		} else if (smtp_param_is(p, len, "BODY=8BITMIME")) {
-			t->flags |= QUEUE_F_8BITMIME;
-		} else if (smtp_param_is(p, len, "SMTPUTF8")) {
-			t->flags |= QUEUE_F_SMTPUTF8;
-		} else {
-			smtp_reply(s, "555 5.5.4 Unsupported parameter: %.*s",
-			    (int)(len > 40 ? 40 : len), p);
-			return -1;
-		}
-		p += len;
-		while (*p == ' ')
-			p++;
-	}
-	return 0;
-}
-
-/* Gives a bare sender name a domain: local_domain, else our host name. */
-static void
-smtp_qualify_sender(struct smtp_session *s, char *from, size_t sz)
-{
-	const struct cfg *cfg = s->srv->cfg;
-	char tmp[ADDR_MAX];
-	const char *domain;
-
-	if (*from == '\0' || !addr_is_bare(from))
-		return;
-	domain = cfg->rewrite.local_domain != NULL ?
-	    cfg->rewrite.local_domain : cfg->hostname;
-	if (snprintf(tmp, sizeof(tmp), "%s@%s", from, domain) <
-	    (int)sizeof(tmp))
-		snprintf(from, sz, "%s", tmp);
-}
-
 static void
 smtp_proceed_mail(struct smtp_session *s, const char *args)
 {
 	struct smtp_txn *t;
+	struct smtpproto_mail mp;
+	char reply[SMTPPROTO_REPLY_MAX];
 	const char *rest;
 	int r;
 
@@ -383,11 +314,17 @@ smtp_proceed_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, "501 5.1.3 Bad sender address syntax");
 		goto fail;
 	}
-	if (smtp_mail_params(s, t, rest) < 0)
+	if (smtpproto_mail_params(rest, s->srv->cfg->limits.message_size, true,
+	    &mp, reply, sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
 		goto fail;
+	}
+	t->flags |= mp.flags;
+	t->dsn_mail = mp.dsn;
 	if (!addr_is_ascii(t->from))
 		t->flags |= QUEUE_F_SMTPUTF8;
-	smtp_qualify_sender(s, t->from, sizeof(t->from));
+	/* Too long to qualify: kept as given. */
+	(void)smtpproto_qualify_sender(s->srv->cfg, t->from, sizeof(t->from));
 	if ((r = queue_writer_new(s->srv->queue, &t->writer)) < 0) {
 		log_msg(LOG_ERR, NULL, "spool error=\"%s\" client=[%s]",
 		    strerror(-r), s->addr);
@@ -400,32 +337,6 @@ smtp_proceed_mail(struct smtp_session *s, const char *args)
 	return;
 fail:
 	smtp_txn_free(t);
-}
-
-/* Parses RCPT parameters (RFC 3461 NOTIFY, ORCPT); replies and returns
- * -1 on a bad or unknown one. */
-static int
-smtp_rcpt_params(struct smtp_session *s, const char *p,
-    struct dsnparam_rcpt *d)
-{
-	const char *why;
-	size_t len;
-	int r;
-
-	memset(d, 0, sizeof(*d));
-	for (; *p != '\0'; p += strspn(p, " ")) {
-		len = strcspn(p, " ");
-		if ((r = dsnparam_rcpt(d, p, len, &why)) < 0) {
-			smtp_reply(s, "%s", why);
-			return -1;
-		} else if (r == 1) {
-			smtp_reply(s, "555 5.5.4 Unsupported parameter: %.*s",
-			    (int)(len > 40 ? 40 : len), p);
-			return -1;
-		}
-		p += len;
-	}
-	return 0;
 }
 
 /*
@@ -458,27 +369,14 @@ smtp_proceed_rcpt(struct smtp_session *s, const char *args)
 {
 	const struct cfg *cfg = s->srv->cfg;
 	struct smtp_txn *t = s->txn;
-	char addr[ADDR_MAX], resolved[ADDR_MAX];
+	char addr[ADDR_MAX], reply[SMTPPROTO_REPLY_MAX];
 	struct dsnparam_rcpt d;
-	const char *rest;
 	char **rcpt;
 
-	if (addr_parse_path(args + 3, addr, sizeof(addr), &rest) < 0 ||
-	    *addr == '\0') {
-		smtp_reply(s, "501 5.1.3 Bad recipient address syntax");
+	if (smtpproto_rcpt(cfg, args + 3, addr, sizeof(addr), &d, reply,
+	    sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
 		return;
-	}
-	if (smtp_rcpt_params(s, rest, &d) < 0)
-		return;
-	if (addr_is_bare(addr)) {
-		if (addr_resolve_local(addr, cfg->rewrite.aliases,
-		    cfg->rewrite.naliases, cfg->rewrite.local_domain,
-		    resolved, sizeof(resolved)) < 0) {
-			smtp_reply(s, "550 5.1.1 <%s>: Recipient address needs "
-			    "a domain (no alias and no local_domain)", addr);
-			return;
-		}
-		memcpy(addr, resolved, sizeof(addr));
 	}
 	if (!addr_is_ascii(addr))
 		t->flags |= QUEUE_F_SMTPUTF8;

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -51,6 +52,7 @@
 #include "cli.h"
 #include "log.h"
 #include "reply.h"
+#include "smtpproto.h"
 #include "tls.h"
 
 #define DOC_CONNECT_SECS	8	/* per address */
@@ -61,16 +63,11 @@
 #define DOC_INDENT		"          "
 #define DOC_APP_PW_URL		"https://myaccount.google.com/apppasswords"
 
-#define EXT_STARTTLS	0x01
-#define EXT_AUTH_PLAIN	0x02
-#define EXT_AUTH_LOGIN	0x04
-#define EXT_AUTH	0x08	/* any AUTH keyword */
-#define EXT_SIZE	0x10
-
 /* One run of the doctor. */
 struct doc {
 	const struct cfg *cfg;		/* borrowed */
 	const char *to;			/* borrowed: --to, NULL: no message */
+	const char *explain;		/* borrowed: --explain, NULL: none */
 	bool verbose;			/* print the dialogue */
 	unsigned timeout;		/* seconds per reply */
 
@@ -91,9 +88,7 @@ struct doc {
 	char in[REPLY_LINE_MAX + 4096];	/* received, not yet parsed */
 	size_t inlen;
 	struct reply reply;		/* the last reply */
-	unsigned ext;			/* EXT_* of the last EHLO */
-	char auth_list[256];		/* the AUTH keyword's mechanisms */
-	char size[32];			/* the SIZE keyword's value */
+	struct smtpproto_ehlo ehlo;	/* what the last EHLO offered */
 
 	bool cert_seen;			/* the verify callback saw the leaf */
 	char cert_names[512];		/* its DNS and IP names, CN */
@@ -151,6 +146,26 @@ doc_explain(const char *fmt, ...)
 	}
 	if (col > 0)
 		putchar('\n');
+}
+
+/* The advice vars for this run: the password's real place. */
+static void
+doc_advice_vars(const struct doc *d, struct smtpproto_advice_vars *v)
+{
+	smtpproto_advice_vars_cfg(d->cfg, v);
+	if (d->pw_path != NULL)
+		v->password_file = d->pw_path;
+}
+
+/* Prints the table's advice (common/smtpproto_advice.c) for a row. */
+static void
+doc_advise(const struct doc *d, const struct smtpproto_advice *a)
+{
+	struct smtpproto_advice_vars v;
+	char fix[2048];
+
+	doc_advice_vars(d, &v);
+	doc_explain("%s", smtpproto_advice_format(a, &v, fix, sizeof(fix)));
 }
 
 /* The last reply on one line, shortened for the step line. */
@@ -356,11 +371,7 @@ doc_cmd_failed(struct doc *d, const char *step, const char *what, int r)
 		    "they do not want (an address on a block list, too many "
 		    "connections) and on protocol errors.");
 	else if (r >= 0 && d->reply.code == 421)
-		doc_explain("421: the server will not talk to us now and "
-		    "closes the connection. %sThis is temporary: try again "
-		    "later. smartrelay keeps mail queued and retries with "
-		    "backoff.", d->gmail ? "Gmail says this when it "
-		    "throttles this IP address or network. " : "");
+		doc_advise(d, smtpproto_advice_reply(&d->reply));
 }
 
 /* ---- step 1: configuration and password ---- */
@@ -387,38 +398,6 @@ doc_password_path(const struct cfg *cfg, bool *credential)
 	}
 	return cfg->upstream.password_file != NULL ?
 	    strdup(cfg->upstream.password_file) : NULL;
-}
-
-/* True when the first line of path has whitespace between other bytes. */
-static bool
-doc_password_had_spaces(const char *path)
-{
-	char buf[1024];
-	ssize_t n;
-	size_t i, end, start;
-	bool inner = false;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK))
-	    == -1)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	end = strcspn(buf, "\n");
-	if (end > (size_t)n)
-		end = (size_t)n;
-	while (end > 0 && isspace((unsigned char)buf[end - 1]))
-		end--;
-	for (start = 0; start < end && isspace((unsigned char)buf[start]);
-	    start++)
-		;
-	for (i = start; i < end; i++)
-		if (isspace((unsigned char)buf[i]))
-			inner = true;
-	explicit_bzero(buf, sizeof(buf));
-	return inner;
 }
 
 /* True when the host name is Google's. */
@@ -520,9 +499,8 @@ doc_check_config(struct doc *d)
 	}
 	d->pw_len = s.len;
 	d->pw_app_like = doc_app_password_like(&s);
+	d->pw_spaces = s.inner_spaces;
 	cfg_secret_clear(&s);
-	d->pw_spaces = d->pw_path != NULL &&
-	    doc_password_had_spaces(d->pw_path);
 	doc_step("password", true, "%s%s, %zu characters%s",
 	    d->pw_credential ? "systemd credential " : "",
 	    d->pw_path != NULL ? d->pw_path : "?", d->pw_len,
@@ -570,14 +548,8 @@ doc_resolve(struct doc *d)
 		d->ai = NULL;
 		doc_step("resolve", false, "%s: %s", host, gai_strerror(r));
 		if (r == EAI_AGAIN)
-			doc_explain("cannot resolve %s: the DNS server did not "
-			    "answer. Check the name and DNS (/etc/resolv.conf, "
-			    "systemd-resolved: resolvectl query %s).", host,
-			    host);
-		else
-			doc_explain("cannot resolve %s: check the name and DNS "
-			    "(upstream.host%s).", host, doc_host_is_gmail(host) ?
-			    "" : "; for Gmail it is smtp.gmail.com");
+			doc_explain("The DNS server did not answer.");
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_RESOLVE));
 		return false;
 	}
 	for (a = d->ai; a != NULL && o < sizeof(list); a = a->ai_next) {
@@ -636,23 +608,13 @@ static void
 doc_connect_help(const struct doc *d, bool refused, bool timedout,
     bool unreach)
 {
-	const struct cfg_upstream *u = &d->cfg->upstream;
-
 	if (timedout)
-		doc_explain("No answer within %d seconds: a firewall drops the "
-		    "connection (here, on the way, or at your hosting "
-		    "provider: many block outgoing ports 25, 465 and 587), or "
-		    "the host or port is wrong.", DOC_CONNECT_SECS);
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_TIMEOUT));
 	if (refused)
-		doc_explain("Connection refused: nothing accepts connections "
-		    "on port %u of %s (or a firewall rejects them). Check "
-		    "upstream.port.", u->port, u->host);
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_REFUSED));
 	if (unreach)
-		doc_explain("The network is unreachable from here (no route; "
-		    "for IPv6 addresses, this machine may have no IPv6 "
-		    "connectivity).");
-	doc_explain("Gmail listens on port 587 and on port 465: port 587 "
-	    "needs tls = \"starttls\", port 465 needs tls = \"implicit\".");
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_UNREACHABLE));
 }
 
 /* Step 3: the first address that accepts a connection. */
@@ -756,35 +718,24 @@ doc_verify_cb(int ok, X509_STORE_CTX *sctx)
 static void
 doc_cert_help(const struct doc *d, long v)
 {
-	const struct cfg_upstream *u = &d->cfg->upstream;
-	const char *trust = u->ca_file != NULL ? u->ca_file :
-	    "the system trust store";
-
 	switch (v) {
 	case X509_V_ERR_HOSTNAME_MISMATCH:
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
 		doc_explain("The certificate is for %s, but upstream.host is "
-		    "\"%s\": the names do not match. Set upstream.host to a "
-		    "name the certificate carries (for Gmail: "
-		    "smtp.gmail.com), not an IP address or an alias. If the "
-		    "host is right, something between here and the server "
-		    "(a proxy, an antivirus) intercepts TLS.",
+		    "\"%s\": the names do not match.",
 		    d->cert_names[0] != '\0' ? d->cert_names : "other names",
-		    u->host);
+		    d->cfg->upstream.host);
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_CERT_NAME));
 		break;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
-		doc_explain("The certificate is outside its validity period. "
-		    "Check this machine's clock first (date; timedatectl).");
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_CERT_DATES));
 		break;
 	default:
-		doc_explain("the certificate is not signed by a trusted CA "
-		    "(ca_file / system store): it was issued by %s and the "
-		    "chain does not lead to a CA in %s. With the system store "
-		    "install the CA bundle (ca-certificates); with "
-		    "upstream.ca_file, make it the CA that signed the "
-		    "server's certificate.", d->cert_issuer[0] != '\0' ?
-		    d->cert_issuer : "an unknown issuer", trust);
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_CERT_UNTRUSTED));
 		break;
 	}
 	if (strstr(d->cert_subject, "No SNI") != NULL)
@@ -841,10 +792,12 @@ doc_tls_failed(struct doc *d, int r, int syserr)
 	if (e != 0 && doc_not_tls(e)) {
 		ERR_clear_error();
 		doc_step("tls", false, "the server did not answer with TLS");
-		doc_explain("%s", d->cfg->upstream.tls == CFG_TLS_IMPLICIT ?
-		    "this port speaks plain SMTP first: use tls = \"starttls\" "
-		    "(port 587)." : "The server sent something else than a "
-		    "TLS handshake after agreeing to STARTTLS.");
+		if (d->cfg->upstream.tls == CFG_TLS_IMPLICIT)
+			doc_advise(d, smtpproto_advice_local(
+			    SMTPPROTO_LOCAL_PLAIN_PORT));
+		else
+			doc_explain("The server sent something else than a TLS "
+			    "handshake after agreeing to STARTTLS.");
 		return;
 	}
 	tls_error_string(d->ssl, e, why, sizeof(why));
@@ -856,10 +809,7 @@ doc_tls_failed(struct doc *d, int r, int syserr)
 		doc_explain("The server offers no TLS version smartrelay "
 		    "accepts (TLS 1.2 or newer).");
 	else
-		doc_explain("The TLS handshake with %s failed. Check that "
-		    "upstream.port and upstream.tls belong together: port "
-		    "587 needs tls = \"starttls\", port 465 needs tls = "
-		    "\"implicit\".", d->cfg->upstream.host);
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_TLS));
 }
 
 /* Handshake over d->fd; prints the tls step.  True when verified. */
@@ -913,9 +863,8 @@ doc_implicit_tls(struct doc *d)
 		peek[strcspn(peek, "\r\n")] = '\0';
 		doc_step("tls", false, "the server sent \"%s\" in plain text "
 		    "instead of a TLS handshake", peek);
-		doc_explain("this port speaks plain SMTP first: use tls = "
-		    "\"starttls\" (port 587). tls = \"implicit\" is for "
-		    "servers that start with TLS (port 465).");
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_PLAIN_PORT));
 		return false;
 	}
 	return doc_handshake(d);
@@ -923,55 +872,11 @@ doc_implicit_tls(struct doc *d)
 
 /* ---- the SMTP steps ---- */
 
-/* Remembers the EHLO keywords that matter here. */
-static void
-doc_parse_ehlo(struct doc *d)
-{
-	const char *line, *p;
-	size_t pos = 0, len, wl;
-	bool first = true;
-
-	d->ext = 0;
-	d->auth_list[0] = d->size[0] = '\0';
-	while (reply_next_line(&d->reply, &pos, &line, &len)) {
-		if (first) {		/* the greeting line: the name */
-			first = false;
-			continue;
-		}
-		wl = 0;
-		while (wl < len && line[wl] != ' ')
-			wl++;
-		p = line + wl;
-		while (p < line + len && *p == ' ')
-			p++;
-		if (wl == 8 && strncasecmp(line, "STARTTLS", 8) == 0)
-			d->ext |= EXT_STARTTLS;
-		else if (wl == 4 && strncasecmp(line, "SIZE", 4) == 0) {
-			d->ext |= EXT_SIZE;
-			snprintf(d->size, sizeof(d->size), "%.*s",
-			    (int)(line + len - p), p);
-		} else if (wl == 4 && strncasecmp(line, "AUTH", 4) == 0) {
-			d->ext |= EXT_AUTH;
-			snprintf(d->auth_list, sizeof(d->auth_list), "%.*s",
-			    (int)(line + len - p), p);
-		}
-	}
-	for (p = d->auth_list; *p != '\0'; p += wl) {
-		while (*p == ' ')
-			p++;
-		wl = strcspn(p, " ");
-		if (wl == 5 && strncasecmp(p, "PLAIN", 5) == 0)
-			d->ext |= EXT_AUTH_PLAIN;
-		if (wl == 5 && strncasecmp(p, "LOGIN", 5) == 0)
-			d->ext |= EXT_AUTH_LOGIN;
-	}
-}
-
 /* EHLO; prints the step with the keywords that matter. */
 static bool
 doc_ehlo(struct doc *d, bool tls)
 {
-	char line[600];
+	char line[600], size[32];
 	int r;
 
 	snprintf(line, sizeof(line), "EHLO %s", d->cfg->hostname);
@@ -985,16 +890,18 @@ doc_ehlo(struct doc *d, bool tls)
 			    "domain name.", d->cfg->hostname);
 		return false;
 	}
-	doc_parse_ehlo(d);
+	smtpproto_ehlo_parse(&d->reply, &d->ehlo);
 	if (!tls) {
-		doc_step("ehlo", true, "%s", d->ext & EXT_STARTTLS ?
+		doc_step("ehlo", true, "%s", d->ehlo.ext & SMTPPROTO_EXT_STARTTLS ?
 		    "STARTTLS offered" : "no STARTTLS");
 		return true;
 	}
+	if (d->ehlo.size != 0)
+		snprintf(size, sizeof(size), "%" PRIu64, d->ehlo.size);
 	doc_step("ehlo", true, "AUTH %s; SIZE %s",
-	    d->ext & EXT_AUTH ? d->auth_list : "not offered",
-	    d->ext & EXT_SIZE ? (d->size[0] != '\0' ? d->size : "no limit") :
-	    "not offered");
+	    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? d->ehlo.auth : "not offered",
+	    !(d->ehlo.ext & SMTPPROTO_EXT_SIZE) ? "not offered" :
+	    d->ehlo.size != 0 ? size : "no limit");
 	return true;
 }
 
@@ -1034,11 +941,8 @@ doc_greeting(struct doc *d)
 		doc_step("greeting", false, "no greeting within %d seconds",
 		    DOC_GREETING_SECS);
 		if (starttls && doc_tls_probe(d))
-			doc_explain("The server answers a TLS handshake "
-			    "instead: this port expects TLS from the first "
-			    "byte (implicit TLS, port 465). Set tls = "
-			    "\"implicit\" for this port, or use port 587 with "
-			    "tls = \"starttls\".");
+			doc_advise(d, smtpproto_advice_local(
+			    SMTPPROTO_LOCAL_TLS_PORT));
 		else
 			doc_explain("An SMTP server greets its clients at "
 			    "once. Check upstream.host and upstream.port.");
@@ -1064,12 +968,11 @@ doc_starttls(struct doc *d)
 
 	if (!doc_ehlo(d, false))
 		return false;
-	if (!(d->ext & EXT_STARTTLS)) {
+	if (!(d->ehlo.ext & SMTPPROTO_EXT_STARTTLS)) {
 		doc_step("starttls", false, "not offered by %s port %u",
 		    d->cfg->upstream.host, d->cfg->upstream.port);
-		doc_explain("the server does not offer STARTTLS: if this is "
-		    "port 465 set tls = \"implicit\". smartrelay never sends "
-		    "the password or mail over a connection without TLS.");
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_NO_STARTTLS));
 		return false;
 	}
 	r = doc_cmd(d, "STARTTLS", false);
@@ -1092,31 +995,15 @@ doc_starttls(struct doc *d)
 
 /* ---- step 6: AUTH ---- */
 
-/* Base64 of raw (rawlen bytes) after prefix, in a malloc'd line. */
-static char *
-doc_b64_line(const char *prefix, const unsigned char *raw, size_t rawlen)
-{
-	size_t plen = strlen(prefix), blen = 4 * ((rawlen + 2) / 3);
-	char *buf;
-
-	if ((buf = malloc(plen + blen + 1)) == NULL)
-		return NULL;
-	memcpy(buf, prefix, plen);
-	EVP_EncodeBlock((unsigned char *)buf + plen, raw, (int)rawlen);
-	return buf;
-}
-
-/* Sends a credential line and frees it; after_auth: a 334 answer. */
+/* Sends a credential line made by an smtpproto encoder and frees it. */
 static int
-doc_send_secret(struct doc *d, char *line, bool after_auth)
+doc_send_secret(struct doc *d, int r, char *line, size_t len,
+    bool after_auth)
 {
-	int r;
-
-	if (line == NULL)
-		return -ENOMEM;
+	if (r < 0)
+		return r;
 	r = doc_cmd(d, line, after_auth);
-	explicit_bzero(line, strlen(line));
-	free(line);
+	smtpproto_line_free(line, len);
 	return r;
 }
 
@@ -1124,36 +1011,33 @@ doc_send_secret(struct doc *d, char *line, bool after_auth)
 static int
 doc_auth_plain(struct doc *d, const char *user, const struct cfg_secret *s)
 {
-	size_t ul = strlen(user), n = 2 + ul + s->len;
-	unsigned char *raw;
 	char *line;
+	size_t len;
+	int r;
 
-	if ((raw = malloc(n)) == NULL)
-		return -ENOMEM;
-	raw[0] = '\0';
-	memcpy(raw + 1, user, ul);
-	raw[1 + ul] = '\0';
-	memcpy(raw + 2 + ul, s->buf, s->len);
-	line = doc_b64_line("AUTH PLAIN ", raw, n);
-	explicit_bzero(raw, n);
-	free(raw);
-	return doc_send_secret(d, line, false);
+	r = smtpproto_auth_plain(user, s->buf, s->len, &line, &len);
+	return doc_send_secret(d, r, line, len, false);
 }
 
 /* AUTH LOGIN: the user name, then the password, each after a 334. */
 static int
 doc_auth_login(struct doc *d, const char *user, const struct cfg_secret *s)
 {
+	char *line;
+	size_t len;
+	unsigned step;
 	int r;
 
-	if ((r = doc_cmd(d, "AUTH LOGIN", false)) < 0 || d->reply.code != 334)
+	r = smtpproto_auth_login(&line, &len);
+	if ((r = doc_send_secret(d, r, line, len, false)) < 0)
 		return r;
-	r = doc_send_secret(d, doc_b64_line("", (const unsigned char *)user,
-	    strlen(user)), true);
-	if (r < 0 || d->reply.code != 334)
-		return r;
-	return doc_send_secret(d, doc_b64_line("",
-	    (const unsigned char *)s->buf, s->len), true);
+	for (step = 0; step < 2 && d->reply.code == 334; step++) {
+		r = smtpproto_auth_login_step(step, user, s->buf, s->len,
+		    &line, &len);
+		if ((r = doc_send_secret(d, r, line, len, true)) < 0)
+			return r;
+	}
+	return r;
 }
 
 /* Explains an AUTH refusal (docs/relay.md, the failure table). */
@@ -1161,31 +1045,12 @@ static void
 doc_auth_help(const struct doc *d)
 {
 	const struct reply *rp = &d->reply;
+	const struct smtpproto_advice *a = smtpproto_advice_reply(rp);
 	const char *pw = d->pw_path != NULL ? d->pw_path : "the password file";
 
-	if (rp->code == 535)
-		doc_explain("username or password not accepted: for Gmail use "
-		    "an App Password, not the account password; check "
-		    "upstream.username is the full address (now \"%s\"). "
-		    "App Passwords are made at %s.",
-		    d->cfg->upstream.username, DOC_APP_PW_URL);
-	else if (rp->code == 534 && reply_enhanced_is(rp, "5.7.9"))
-		doc_explain("this Google account has 2-Step Verification: "
-		    "create an App Password at %s and put it in %s (its first "
-		    "line; the spaces Google shows may stay).", DOC_APP_PW_URL,
-		    pw);
-	else if (rp->code == 534 && reply_enhanced_is(rp, "5.7.14"))
-		doc_explain("Google wants a web login first: sign in at "
-		    "https://accounts.google.com from this network, then "
-		    "retry. Google blocks logins it finds suspicious (a new "
-		    "place or device) until the owner confirms them; an App "
-		    "Password avoids most of this.");
-	else if (rp->code == 454)
-		doc_explain("too many login attempts: wait a few minutes, up "
-		    "to an hour, before trying again (smartrelay reuses one "
-		    "session, so this usually comes from other clients "
-		    "logging in with this account, or a loop of tests).");
-	else if (rp->code == 530 || rp->code == 538)
+	if (a != NULL)
+		doc_advise(d, a);
+	else if (rp->code == 538)
 		doc_explain("The server wants encryption before AUTH.");
 	else if (rp->code == 504)
 		doc_explain("The server does not accept this AUTH mechanism "
@@ -1211,19 +1076,20 @@ static bool
 doc_auth(struct doc *d)
 {
 	const char *user = d->cfg->upstream.username;
+	enum smtpproto_mech mech = smtpproto_auth_choose(d->ehlo.ext);
 	struct cfg_secret s;
 	char *err = NULL, rs[600];
-	const char *mech;
 	int r;
 
 	if (user == NULL) {
 		doc_step("auth", true, "skipped: no upstream.username");
 		return true;
 	}
-	if (!(d->ext & (EXT_AUTH_PLAIN | EXT_AUTH_LOGIN))) {
+	if (mech == SMTPPROTO_MECH_NONE) {
 		doc_step("auth", false, "the server offers %s%s",
-		    d->ext & EXT_AUTH ? "only AUTH " : "no AUTH",
-		    d->ext & EXT_AUTH ? d->auth_list : "");
+		    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " :
+		    "no AUTH", d->ehlo.ext & SMTPPROTO_EXT_AUTH ?
+		    d->ehlo.auth : "");
 		doc_explain("smartrelay logs in with AUTH PLAIN or LOGIN, "
 		    "which this server does not offer on this connection. "
 		    "Check upstream.host and upstream.port.");
@@ -1234,8 +1100,7 @@ doc_auth(struct doc *d)
 		free(err);
 		return false;
 	}
-	mech = d->ext & EXT_AUTH_PLAIN ? "PLAIN" : "LOGIN";
-	r = d->ext & EXT_AUTH_PLAIN ? doc_auth_plain(d, user, &s) :
+	r = mech == SMTPPROTO_MECH_PLAIN ? doc_auth_plain(d, user, &s) :
 	    doc_auth_login(d, user, &s);
 	cfg_secret_clear(&s);
 	if (r < 0 || d->reply.code != 235) {
@@ -1244,8 +1109,8 @@ doc_auth(struct doc *d)
 			doc_auth_help(d);
 		return false;
 	}
-	doc_step("auth", true, "%s as %s: %s", mech, user,
-	    doc_reply_str(d, rs, sizeof(rs)));
+	doc_step("auth", true, "%s as %s: %s", smtpproto_mech_name(mech),
+	    user, doc_reply_str(d, rs, sizeof(rs)));
 	return true;
 }
 
@@ -1256,24 +1121,17 @@ static void
 doc_send_help(const struct doc *d, const char *stage, const char *from)
 {
 	const struct reply *rp = &d->reply;
+	const struct smtpproto_advice *a = smtpproto_advice_reply(rp);
 
-	if (reply_enhanced_is(rp, "5.4.5"))
-		doc_explain("daily sending limit reached: it resets within 24 "
-		    "hours (a rolling window, counted from each message "
-		    "sent). smartrelay keeps mail queued meanwhile and sends "
-		    "it later; nothing bounces.");
-	else if (rp->code == 552 || reply_enhanced_is(rp, "5.3.4") ||
-	    reply_enhanced_is(rp, "5.2.3"))
-		doc_explain("The server says the message is too big. Keep "
-		    "limits.message_size under the server's SIZE (%s).",
-		    d->size[0] != '\0' ? d->size : "not advertised");
-	else if (strcmp(stage, "RCPT") == 0 && reply_class(rp) == 5)
+	if (strcmp(stage, "RCPT") == 0 && reply_class(rp) == 5)
 		doc_explain("The recipient %s was refused: check the address "
 		    "(the rest of the setup works).", d->to);
-	else if (rp->code == 530)
-		doc_explain("The server wants a login before mail: set "
-		    "upstream.username and the password.");
-	else if (strcmp(stage, "MAIL") == 0 && reply_class(rp) == 5)
+	else if (a != NULL) {
+		doc_advise(d, a);
+		if (rp->code == 552 && d->ehlo.size != 0)
+			doc_explain("This server's SIZE is %" PRIu64 ".",
+			    d->ehlo.size);
+	} else if (strcmp(stage, "MAIL") == 0 && reply_class(rp) == 5)
 		doc_explain("The server refused the sender %s. Gmail only "
 		    "sends as the account itself or its verified \"Send mail "
 		    "as\" addresses: set rewrite.envelope_from to the account "
@@ -1356,7 +1214,7 @@ doc_send(struct doc *d)
 		return false;
 	}
 	/* SIZE= counts the message without its final ".CRLF". */
-	if (d->ext & EXT_SIZE)
+	if (d->ehlo.ext & SMTPPROTO_EXT_SIZE)
 		snprintf(line, sizeof(line), "MAIL FROM:<%s> SIZE=%d", from,
 		    n - 3);
 	else
@@ -1457,6 +1315,39 @@ doc_free(struct doc *d)
 	ERR_clear_error();
 }
 
+/*
+ * --explain: what smartrelay makes of an upstream reply ("535 5.7.8 ...",
+ * lines separated by newlines) or of an advice row's key
+ * ("connect-refused"): the same table and words as the log, `status` and
+ * the doctor.  0 when the table has advice for it, 1 when not.
+ */
+static int
+doc_explain_reply(struct doc *d)
+{
+	const struct smtpproto_advice *a;
+	char buf[REPLY_TEXT_MAX], *line, *save = NULL;
+	struct reply r;
+	int rc = -EBADMSG;
+
+	if ((a = smtpproto_advice_by_key(d->explain)) == NULL) {
+		snprintf(buf, sizeof(buf), "%s", d->explain);
+		reply_init(&r);
+		for (line = strtok_r(buf, "\r\n", &save); line != NULL &&
+		    rc != 0; line = strtok_r(NULL, "\r\n", &save))
+			rc = reply_feed(&r, line, strlen(line));
+		a = rc == 0 ? smtpproto_advice_reply(&r) : NULL;
+	}
+	if (a == NULL) {
+		printf("no advice for \"%s\"%s\n", d->explain, rc == 0 ||
+		    rc == -EAGAIN ? "" : " (not an SMTP reply)");
+		return 1;
+	}
+	printf("advice:   %s\nmeaning:  %s\nsmartrelay: %s\nfix:\n", a->key,
+	    a->meaning, smtpproto_straction(a->action));
+	doc_advise(d, a);
+	return 0;
+}
+
 /* "test [--to ADDR] [-v]": arguments into d; EX_USAGE when wrong. */
 static int
 doc_args(struct cli *c, struct doc *d, int argc, char **argv)
@@ -1468,13 +1359,15 @@ doc_args(struct cli *c, struct doc *d, int argc, char **argv)
 			d->to = argv[++i];
 		else if (strncmp(argv[i], "--to=", 5) == 0)
 			d->to = argv[i] + 5;
+		else if (strcmp(argv[i], "--explain") == 0 && i + 1 < argc)
+			d->explain = argv[++i];
 		else if (strcmp(argv[i], "-v") == 0 ||
 		    strcmp(argv[i], "--verbose") == 0 ||
 		    strcmp(argv[i], "--debug") == 0)
 			d->verbose = true;
 		else {
 			cli_err(c, "usage: smartrelay [-c FILE] test "
-			    "[--to ADDR] [-v]");
+			    "[--to ADDR] [-v] | test --explain REPLY");
 			return EX_USAGE;
 		}
 	}
@@ -1498,6 +1391,8 @@ cli_doctor(struct cli *c, int argc, char **argv)
 	if ((r = cli_load_cfg(c)) != 0)
 		return r;
 	d.cfg = c->cfg;
+	if (d.explain != NULL)
+		return doc_explain_reply(&d);
 	d.timeout = d.cfg->upstream.timeout;
 	if (d.timeout > DOC_REPLY_SECS_MAX || d.timeout == 0)
 		d.timeout = DOC_REPLY_SECS_MAX;

@@ -24,6 +24,7 @@
 #include "cli.h"
 #include "ctlproto.h"
 #include "queue.h"
+#include "smtpproto.h"
 
 #define CLI_JSON_VERSION	1
 #define CLI_ENVELOPE_MAX	(16u << 20)
@@ -666,12 +667,27 @@ cli_upstream_words(enum ctlp_upstream u)
 	return "unknown (no delivery attempted yet)";
 }
 
+/* The fix for the upstream's last problem, worded for this config. */
+static const char *
+cli_status_fix(const struct cli *c, const struct ctlp_status *st, char *buf,
+    size_t sz)
+{
+	const struct smtpproto_advice *a;
+	struct smtpproto_advice_vars v;
+
+	if (st->advice[0] == '\0' ||
+	    (a = smtpproto_advice_by_key(st->advice)) == NULL)
+		return NULL;
+	smtpproto_advice_vars_cfg(c->cfg, &v);
+	return smtpproto_advice_format(a, &v, buf, sz);
+}
+
 static void
-cli_status_human(const struct cli_status *s)
+cli_status_human(const struct cli *c, const struct cli_status *s)
 {
 	const struct ctlp_status *st = &s->st;
 	time_t now = time(NULL);
-	char t[32], a[32];
+	char t[32], a[32], fix[1024];
 
 	if (s->running)
 		printf("daemon:        running (pid %ld, version %s, up %s)\n",
@@ -712,6 +728,8 @@ cli_status_human(const struct cli_status *s)
 		    st->next_attempt));
 	if (st->reply[0] != '\0')
 		printf("last reply:    %s\n", st->reply);
+	if (cli_status_fix(c, st, fix, sizeof(fix)) != NULL)
+		printf("fix:           %s\n", fix);
 }
 
 static void
@@ -719,6 +737,7 @@ cli_status_json(const struct cli *c, const struct cli_status *s)
 {
 	const struct ctlp_status *st = &s->st;
 	bool known = s->running || s->spool_known;
+	char fix[1024];
 
 	printf("{\"version\":%d,\"daemon\":{\"running\":%s", CLI_JSON_VERSION,
 	    s->running ? "true" : "false");
@@ -754,6 +773,10 @@ cli_status_json(const struct cli *c, const struct cli_status *s)
 	cli_json_time(stdout, st->next_attempt);
 	printf(",\"reply\":");
 	cli_json_str(stdout, st->reply[0] != '\0' ? st->reply : NULL);
+	printf(",\"advice\":");
+	cli_json_str(stdout, st->advice[0] != '\0' ? st->advice : NULL);
+	printf(",\"fix\":");
+	cli_json_str(stdout, cli_status_fix(c, st, fix, sizeof(fix)));
 	printf("}}\n");
 }
 
@@ -795,7 +818,7 @@ cli_status(struct cli *c, int argc, char **argv)
 	if (json)
 		cli_status_json(c, &s);
 	else
-		cli_status_human(&s);
+		cli_status_human(c, &s);
 	/* Like an init script's status: 3 when the daemon is not running. */
 	return s.running ? 0 : 3;
 }

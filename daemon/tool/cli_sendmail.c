@@ -38,6 +38,7 @@
 #include "cli.h"
 #include "cli_msg.h"
 #include "queue.h"
+#include "smtpproto.h"
 
 #define SM_HEADER_MAX	(1u << 20)	/* bytes of a buffered header section */
 #define SM_READ_CHUNK	65536
@@ -212,27 +213,14 @@ sm_parse(struct sm *s, int argc, char **argv)
 
 /* ---- addresses ---------------------------------------------------------- */
 
-/* The domain for bare names: local_domain, else our host name. */
-static const char *
-sm_domain(const struct sm *s)
-{
-	const struct cfg *cfg = s->cli->cfg;
-
-	return cfg->rewrite.local_domain != NULL ?
-	    cfg->rewrite.local_domain : cfg->hostname;
-}
-
-/* Sets the envelope sender; a bare name gets sm_domain().  0 or -EINVAL. */
+/* Sets the envelope sender; a bare name gets a domain.  0 or -EINVAL. */
 static int
 sm_set_from(struct sm *s, const char *addr)
 {
-	if (*addr != '\0' && addr_is_bare(addr)) {
-		if (snprintf(s->from, sizeof(s->from), "%s@%s", addr,
-		    sm_domain(s)) >= (int)sizeof(s->from) ||
-		    addr_check_mailbox(s->from) < 0)
-			return -EINVAL;
-	} else
-		snprintf(s->from, sizeof(s->from), "%s", addr);
+	snprintf(s->from, sizeof(s->from), "%s", addr);
+	if (smtpproto_qualify_sender(s->cli->cfg, s->from, sizeof(s->from)) < 0
+	    || (*s->from != '\0' && addr_check_mailbox(s->from) < 0))
+		return -EINVAL;
 	if (!addr_is_ascii(s->from))
 		s->flags |= QUEUE_F_SMTPUTF8;
 	return 0;
@@ -266,50 +254,23 @@ bad:
 	return EX_DATAERR;
 }
 
-/*
- * Resolves one address as the inbound session does: bare names through
- * aliases and local_domain.  Returns 0, or a sysexits status with *why.
- */
-static int
-sm_resolve(struct sm *s, const char *in, char *out, size_t outsz,
-    const char **why)
-{
-	const struct cfg *cfg = s->cli->cfg;
-	const char *rest;
-	char addr[ADDR_MAX];
-
-	if (addr_parse_path(in, addr, sizeof(addr), &rest) < 0 ||
-	    *rest != '\0' || *addr == '\0') {
-		*why = "bad recipient address";
-		return EX_DATAERR;
-	}
-	if (addr_is_bare(addr)) {
-		if (addr_resolve_local(addr, cfg->rewrite.aliases,
-		    cfg->rewrite.naliases, cfg->rewrite.local_domain, out,
-		    outsz) < 0) {
-			*why = "recipient address needs a domain (no alias "
-			    "and no local_domain)";
-			return EX_DATAERR;
-		}
-	} else
-		snprintf(out, outsz, "%s", addr);
-	return 0;
-}
-
 /* Adds a recipient (address-list element) to the envelope, once. */
 static int
 sm_add_rcpt(void *arg, const char *in)
 {
 	struct sm *s = arg;
 	char addr[ADDR_MAX];
-	const char *why;
 	char **nr;
 	size_t i;
 	int r;
 
-	if ((r = sm_resolve(s, in, addr, sizeof(addr), &why)) != 0) {
-		cli_err(s->cli, "%.200s: %s", in, why);
-		return r;
+	/* Resolved as the inbound session does (common/smtpproto.c). */
+	if ((r = smtpproto_rcpt_addr(s->cli->cfg, in, addr, sizeof(addr))) <
+	    0) {
+		cli_err(s->cli, "%.200s: %s", in, r == -EDESTADDRREQ ?
+		    "recipient address needs a domain (no alias and no "
+		    "local_domain)" : "bad recipient address");
+		return EX_DATAERR;
 	}
 	for (i = 0; i < s->nrcpt; i++)
 		if (strcasecmp(s->rcpt[i], addr) == 0)
@@ -909,49 +870,12 @@ sm_txn_end(struct sm_smtp *t)
 	t->mail = false;
 }
 
-/* MAIL parameters: SIZE, BODY, SMTPUTF8, as the inbound session. */
-static bool
-sm_mail_params(struct sm_smtp *t, const char *p)
-{
-	uint64_t limit = t->s->cli->cfg->limits.message_size;
-	unsigned long long size;
-	char *end;
-	size_t len;
-
-	for (; *p != '\0'; p += strspn(p, " ")) {
-		len = strcspn(p, " ");
-		if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
-			errno = 0;
-			size = strtoull(p + 5, &end, 10);
-			if (end != p + len || errno != 0 || p[5] == '-') {
-				sm_reply(t, "501 5.5.4 Bad SIZE parameter");
-				return false;
-			}
-			if (size > limit) {
-				sm_reply(t, "552 5.3.4 Message size exceeds "
-				    "fixed limit of %" PRIu64 " bytes", limit);
-				return false;
-			}
-		} else if (len == 13 && strncasecmp(p, "BODY=8BITMIME", 13) ==
-		    0)
-			t->s->flags |= QUEUE_F_8BITMIME;
-		else if (len == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0)
-			t->s->flags |= QUEUE_F_SMTPUTF8;
-		else if (!(len == 9 && strncasecmp(p, "BODY=7BIT", 9) == 0)) {
-			sm_reply(t, "555 5.5.4 Unsupported parameter: %.*s",
-			    (int)(len > 40 ? 40 : len), p);
-			return false;
-		}
-		p += len;
-	}
-	return true;
-}
-
 static void
 sm_smtp_mail(struct sm_smtp *t, const char *args)
 {
 	struct sm *s = t->s;
-	char addr[ADDR_MAX];
+	char addr[ADDR_MAX], reply[SMTPPROTO_REPLY_MAX];
+	struct smtpproto_mail mp;
 	const char *rest;
 	int r;
 
@@ -971,9 +895,13 @@ sm_smtp_mail(struct sm_smtp *t, const char *args)
 		sm_reply(t, "501 5.1.3 Bad sender address syntax");
 		return;
 	}
-	s->flags = 0;
-	if (!sm_mail_params(t, rest))
+	/* -bs offers no DSN (yet): RET= and ENVID= are refused. */
+	if (smtpproto_mail_params(rest, s->cli->cfg->limits.message_size,
+	    false, &mp, reply, sizeof(reply)) < 0) {
+		sm_reply(t, "%s", reply);
 		return;
+	}
+	s->flags = mp.flags;
 	if (sm_set_from(s, addr) < 0) {
 		sm_reply(t, "501 5.1.3 Bad sender address syntax");
 		return;
@@ -993,8 +921,7 @@ static void
 sm_smtp_rcpt(struct sm_smtp *t, const char *args)
 {
 	struct sm *s = t->s;
-	char addr[ADDR_MAX];
-	const char *why;
+	char addr[ADDR_MAX], reply[SMTPPROTO_REPLY_MAX];
 	char **nr;
 
 	if (!t->mail) {
@@ -1009,12 +936,9 @@ sm_smtp_rcpt(struct sm_smtp *t, const char *args)
 		sm_reply(t, "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	if (sm_resolve(s, args + 3, addr, sizeof(addr), &why) != 0) {
-		if (strstr(why, "domain") != NULL)
-			sm_reply(t, "550 5.1.1 %s: Recipient address needs a "
-			    "domain (no alias and no local_domain)", args + 3);
-		else
-			sm_reply(t, "501 5.1.3 Bad recipient address syntax");
+	if (smtpproto_rcpt(s->cli->cfg, args + 3, addr, sizeof(addr), NULL,
+	    reply, sizeof(reply)) < 0) {
+		sm_reply(t, "%s", reply);
 		return;
 	}
 	if ((nr = reallocarray(s->rcpt, s->nrcpt + 1, sizeof(*nr))) == NULL ||

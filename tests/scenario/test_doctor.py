@@ -9,6 +9,7 @@ be used).  The password must never appear in the output, not even with -v.
 import base64
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -167,6 +168,29 @@ def test_password_spaces_mentioned_on_refusal(tmp_path, fake):
     assert rc == 1, out
     assert "contains spaces, which smartrelay removed" in flat
     assert "normalised" in flat
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None,
+                    reason="needs valgrind")
+def test_password_file_without_newline_reads_no_uninitialised_memory(
+        tmp_path):
+    # printf 'abcd efgh ijkl mnop' > file: no line end.  The doctor used to
+    # look for the spaces by re-reading the file into a buffer that was
+    # not NUL-terminated (issue 13); valgrind saw the read past the data.
+    conf = config(tmp_path, port=free_port())
+    pw = os.path.join(str(tmp_path), "app-password")
+    with open(pw, "w") as f:
+        f.write("abcd efgh ijkl mnop")
+    e = dict(os.environ)
+    e.pop("CREDENTIALS_DIRECTORY", None)
+    r = subprocess.run(["valgrind", "-q", "--error-exitcode=99",
+                        SMARTRELAY, "-c", conf, "test"],
+                       capture_output=True, timeout=120, env=e)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert "uninitialised" not in out, out
+    assert r.returncode == 1, out       # the connection is refused
+    assert re.search(r"^password +ok .*, 16 characters \(the spaces inside "
+                     r"were removed\)", out, re.M), out
 
 
 class LoginOnlyStub:
@@ -420,3 +444,27 @@ def test_bad_to_address_is_usage_error(tmp_path, fake):
     rc, out, _ = doctor(config(tmp_path, fg), "--to", "not an address")
     assert rc == 64, out
     assert fg.session_count == 0
+
+
+# ---- --explain: the advice table, as the log and status word it ----------
+
+def test_explain_reply_and_key(tmp_path):
+    conf = config(tmp_path, port=587, host="smtp.example.org")
+    pw = os.path.join(str(tmp_path), "app-password")
+    rc, out, flat = doctor(conf, "--explain",
+                           "534-5.7.9 Application-specific password "
+                           "required.\n534 5.7.9  https://support.google"
+                           ".com/mail/?p=InvalidSecondFactor x - gsmtp")
+    assert rc == 0, out
+    assert "advice: 534 5.7.9" in flat
+    assert "smartrelay: the queue pauses, nothing bounces" in flat
+    assert "create an App Password at https://myaccount.google.com/" \
+           "apppasswords and put it in %s" % pw in flat
+    rc, out, flat = doctor(conf, "--explain", "connect-refused")
+    assert rc == 0, out
+    assert "nothing accepts connections on port 587 of smtp.example.org" \
+        in flat
+    rc, out, _ = doctor(conf, "--explain", "250 2.0.0 OK")
+    assert rc == 1 and 'no advice for "250 2.0.0 OK"' in out, out
+    rc, out, _ = doctor(conf, "--explain", "hello")
+    assert rc == 1 and "(not an SMTP reply)" in out, out

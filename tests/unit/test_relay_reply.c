@@ -15,6 +15,7 @@
 
 #include "relay.h"
 #include "reply.h"
+#include "smtpproto.h"
 
 /* Parses one reply given as '|'-separated lines. */
 static void
@@ -116,19 +117,30 @@ test_classify_table(void **state)
 	}
 }
 
+/* The advice the daemon logs for an AUTH rejection (the table's fix,
+ * common/smtpproto_advice.c). */
+static const char *
+auth_advice(const struct reply *r)
+{
+	const struct smtpproto_advice *a = smtpproto_advice_reply(r);
+
+	assert_non_null(a);
+	return a->fix;
+}
+
 static void
 test_auth_advice(void **state)
 {
 	struct reply r;
 
 	parse(&r, "535 5.7.8 Username and Password not accepted.");
-	assert_non_null(strstr(relay_auth_advice(&r), "App Password"));
+	assert_non_null(strstr(auth_advice(&r), "App Password"));
 	parse(&r, "534 5.7.9 Application-specific password required.");
-	assert_non_null(strstr(relay_auth_advice(&r), "2-Step Verification"));
+	assert_non_null(strstr(auth_advice(&r), "2-Step Verification"));
 	parse(&r, "534 5.7.14 Please log in via your web browser");
-	assert_non_null(strstr(relay_auth_advice(&r), "web browser"));
+	assert_non_null(strstr(auth_advice(&r), "web browser"));
 	parse(&r, "454 4.7.0 Too many login attempts");
-	assert_non_null(strstr(relay_auth_advice(&r), "too many login"));
+	assert_non_null(strstr(auth_advice(&r), "too many login"));
 }
 
 int

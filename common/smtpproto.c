@@ -263,15 +263,6 @@ smtpproto_unsupported(const char *p, size_t len, char *reply, size_t sz)
 	return -EINVAL;
 }
 
-/* A DSN parameter: 1 when p is none, 0 when taken, -EINVAL (reply). */
-static int
-smtpproto_dsn(int r, const char *why, char *reply, size_t sz)
-{
-	if (r < 0)
-		snprintf(reply, sz, "%s", why);
-	return r;
-}
-
 int
 smtpproto_mail_params(const char *p, uint64_t limit, bool dsn,
     struct smtpproto_mail *m, char *reply, size_t sz)
@@ -283,10 +274,11 @@ smtpproto_mail_params(const char *p, uint64_t limit, bool dsn,
 	memset(m, 0, sizeof(*m));
 	for (p += strspn(p, " "); *p != '\0'; p += strspn(p, " ")) {
 		len = strcspn(p, " ");
-		r = dsn ? smtpproto_dsn(dsnparam_mail(&m->dsn, p, len, &why),
-		    why, reply, sz) : 1;
-		if (r < 0)
+		r = dsn ? dsnparam_mail(&m->dsn, p, len, &why) : 1;
+		if (r < 0) {
+			snprintf(reply, sz, "%s", why);
 			return -EINVAL;
+		}
 		if (r == 0)
 			;
 		else if (len > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
@@ -316,10 +308,11 @@ smtpproto_rcpt_params(const char *p, struct dsnparam_rcpt *d, char *reply,
 		memset(d, 0, sizeof(*d));
 	for (p += strspn(p, " "); *p != '\0'; p += strspn(p, " ")) {
 		len = strcspn(p, " ");
-		r = d != NULL ? smtpproto_dsn(dsnparam_rcpt(d, p, len, &why),
-		    why, reply, sz) : 1;
-		if (r < 0)
+		r = d != NULL ? dsnparam_rcpt(d, p, len, &why) : 1;
+		if (r < 0) {
+			snprintf(reply, sz, "%s", why);
 			return -EINVAL;
+		}
 		if (r == 1)
 			return smtpproto_unsupported(p, len, reply, sz);
 		p += len;

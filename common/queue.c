@@ -104,6 +104,13 @@
  * a journal is only created while its record exists, and a new message
  * never takes an id for which msg/ID or msg/ID.state exists.
  *
+ * Recovery (docs/spool.md) is two steps: queue_scan() lists msg/ and
+ * stats the journals, so the whole queue and its schedule are known from
+ * the directory and the inodes; queue_load_stub() then reads each record
+ * and journal.  The schedule hint is the journal's mtime, which each
+ * append sets to the message's next attempt before its fdatasync; the
+ * journal's lines stay authoritative.
+ *
  * Concurrency.  struct queue is immutable after queue_open() (directory fds
  * and the path), so different writers may be used and committed from
  * different threads and processes (the daemon and the sendmail tool) at the
@@ -810,12 +817,16 @@ out:
 
 /*
  * Durably appends one journal line per payload (at most two) to
- * msg/ID.state, in one write.
+ * msg/ID.state, in one write.  With mtime > 0, the journal's modification
+ * time becomes mtime before the fdatasync (the schedule hint read by
+ * queue_scan()).
  */
 static int
 queue_journal_append(struct queue *q, const char *id,
-    const char *const *payloads, size_t np)
+    const char *const *payloads, size_t np, time_t mtime)
 {
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
+	    { .tv_sec = mtime } };
 	char name[QUEUE_NAME_MAX], line[2 * (QUEUE_LINE_MAX + 1)];
 	size_t len = 0, l, k;
 	bool created = true;
@@ -861,6 +872,9 @@ queue_journal_append(struct queue *q, const char *id,
 			r = -errno;	/* the next append repairs it */
 		goto out;
 	}
+	/* A hint only: the line just written stays authoritative. */
+	if (mtime > 0)
+		(void)futimens(fd, times);
 	if (fdatasync(fd) == -1 || (created && fsync(q->msgfd) == -1))
 		r = -errno;
 out:
@@ -891,8 +905,8 @@ queue_set_rcpt_line(struct queue *q, struct queue_msg *m, size_t i,
 	snprintf(payload, sizeof(payload), "rcpt %zu %s %lld%s%s", i,
 	    names[state], (long long)now, rlen > 0 ? " " : "", clean);
 	snprintf(extra, sizeof(extra), "dsn relayed %zu", i);
-	if ((r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1)) <
-	    0) {
+	if ((r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
+	    m->next_attempt)) < 0) {
 		free(dup);
 		return r;
 	}
@@ -929,7 +943,8 @@ queue_set_delay_notice(struct queue *q, struct queue_msg *m, time_t t)
 	if (t <= 0)
 		return -EINVAL;
 	snprintf(payload, sizeof(payload), "dsn delayed %lld", (long long)t);
-	if ((r = queue_journal_append(q, m->id, lines, 1)) < 0)
+	if ((r = queue_journal_append(q, m->id, lines, 1,
+	    m->next_attempt)) < 0)
 		return r;
 	m->delay_notice = t;
 	return 0;
@@ -952,7 +967,7 @@ queue_set_schedule(struct queue *q, struct queue_msg *m, unsigned attempts,
 		return -ENOMEM;
 	snprintf(payload, sizeof(payload), "sched %u %lld%s%s", attempts,
 	    (long long)next, rlen > 0 ? " " : "", clean);
-	if ((r = queue_journal_append(q, m->id, lines, 1)) < 0) {
+	if ((r = queue_journal_append(q, m->id, lines, 1, next)) < 0) {
 		free(dup);
 		return r;
 	}
@@ -1289,70 +1304,137 @@ queue_err_corrupt(int r)
 	return r == -EBADMSG || r == -ENOTSUP || r == -EFBIG || r == -EIO;
 }
 
-int
-queue_recover(struct queue *q, void (*cb)(struct queue_msg *, void *),
-    void *arg, size_t *ncorrupt, char **err)
+/*
+ * The schedule hint of a journal: its modification time when that is in
+ * the future (queue_set_schedule() sets it to the next attempt), else 0.
+ */
+static void
+queue_stub_schedule(struct queue *q, struct queue_stub *st, time_t now)
 {
-	char id[QUEUE_ID_LEN + 1], jname[QUEUE_NAME_MAX], what[64];
+	char jname[QUEUE_NAME_MAX];
+	struct stat sb;
+
+	queue_journal_name(jname, st->id);
+	if (fstatat(q->msgfd, jname, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    sb.st_mtime > now)
+		st->next_attempt = sb.st_mtime;
+}
+
+/* Turns the sorted directory listing into stubs, removing orphans. */
+static int
+queue_stubs_from(struct queue *q, const struct queue_ent *ents, size_t n,
+    struct queue_stub **stubsp, size_t *np)
+{
+	char jname[QUEUE_NAME_MAX];
+	struct queue_stub *stubs, *st;
+	time_t now = time(NULL);
+	size_t i, k = 0;
+
+	if ((stubs = calloc(n > 0 ? n : 1, sizeof(*stubs))) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (ents[i].journal) {
+			/* A journal without a record: an orphan. */
+			queue_journal_name(jname, ents[i].id);
+			unlinkat(q->msgfd, jname, 0);
+			continue;
+		}
+		st = &stubs[k++];
+		memcpy(st->id, ents[i].id, sizeof(st->id));
+		st->arrival = queue_id_time(st->id);
+		st->journal = i + 1 < n && ents[i + 1].journal &&
+		    strcmp(ents[i + 1].id, st->id) == 0;
+		if (st->journal) {
+			i++;
+			queue_stub_schedule(q, st, now);
+		}
+	}
+	*stubsp = stubs;
+	*np = k;
+	return 0;
+}
+
+int
+queue_scan(struct queue *q, struct queue_stub **stubsp, size_t *np,
+    char **err)
+{
 	struct queue_ent *ents = NULL;
-	struct queue_msg *m;
-	size_t n = 0, i, bad = 0;
-	bool journal;
+	const char *what = "tmp";
+	size_t n = 0;
 	int r;
 
-	if (ncorrupt != NULL)
-		*ncorrupt = 0;
+	*stubsp = NULL;
+	*np = 0;
 	if (err != NULL)
 		*err = NULL;
-	snprintf(what, sizeof(what), "tmp");
 	if ((r = queue_clean_tmp(q)) < 0)
 		goto fail;
-	snprintf(what, sizeof(what), "msg");
+	what = "msg";
 	if ((r = queue_scan_msg(q, &ents, &n)) < 0)
 		goto fail;
 	if (n > 0)
 		qsort(ents, n, sizeof(*ents), queue_ent_cmp);
-	for (i = 0; i < n; i++) {
-		memcpy(id, ents[i].id, sizeof(id));
-		queue_journal_name(jname, id);
-		if (ents[i].journal) {
-			/* A journal without a record: an orphan. */
-			unlinkat(q->msgfd, jname, 0);
-			continue;
-		}
-		journal = i + 1 < n && ents[i + 1].journal &&
-		    strcmp(ents[i + 1].id, id) == 0;
-		if (journal)
-			i++;
-		snprintf(what, sizeof(what), "msg/%s", id);
-		if ((r = queue_load_one(q, id, journal, &m)) == 0) {
-			cb(m, arg);
-			continue;
-		}
-		if (r == -ENOENT)
-			continue;	/* removed meanwhile */
-		if (!queue_err_corrupt(r))
-			goto fail;
-		if ((r = queue_move_aside(q, id)) < 0 ||
-		    (journal && (r = queue_move_aside(q, jname)) < 0))
-			goto fail;
-		bad++;
-	}
-	snprintf(what, sizeof(what), "corrupt");
-	if (bad > 0 && (fsync(q->corruptfd) == -1 || fsync(q->msgfd) == -1)) {
-		r = -errno;
-		goto fail;
-	}
+	r = queue_stubs_from(q, ents, n, stubsp, np);
 	free(ents);
-	if (ncorrupt != NULL)
-		*ncorrupt = bad;
-	return 0;
+	if (r == 0)
+		return 0;
 fail:
 	if (err != NULL && asprintf(err, "spool %s/%s: %s", q->dir, what,
 	    strerror(-r)) == -1)
 		*err = NULL;
-	free(ents);
+	return r;
+}
+
+int
+queue_load_stub(struct queue *q, const struct queue_stub *st,
+    struct queue_msg **mp)
+{
+	char jname[QUEUE_NAME_MAX];
+	int r;
+
+	*mp = NULL;
+	if (!queue_id_valid(st->id))
+		return -EINVAL;
+	if ((r = queue_load_one(q, st->id, st->journal, mp)) == 0 ||
+	    !queue_err_corrupt(r))
+		return r;
+	queue_journal_name(jname, st->id);
+	if ((r = queue_move_aside(q, st->id)) < 0 ||
+	    (st->journal && (r = queue_move_aside(q, jname)) < 0) ||
+	    fsync(q->corruptfd) == -1 || fsync(q->msgfd) == -1)
+		return r < 0 ? r : -errno;
+	return -EBADMSG;
+}
+
+int
+queue_recover(struct queue *q, void (*cb)(struct queue_msg *, void *),
+    void *arg, size_t *ncorrupt, char **err)
+{
+	struct queue_stub *stubs;
+	struct queue_msg *m;
+	size_t n, i, bad = 0;
+	int r;
+
+	if (ncorrupt != NULL)
+		*ncorrupt = 0;
+	if ((r = queue_scan(q, &stubs, &n, err)) < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if ((r = queue_load_stub(q, &stubs[i], &m)) == 0) {
+			cb(m, arg);
+			continue;
+		}
+		if (r == -EBADMSG)
+			bad++;
+		else if (r != -ENOENT)	/* -ENOENT: removed meanwhile */
+			break;
+	}
+	if (r < 0 && r != -EBADMSG && r != -ENOENT && err != NULL &&
+	    asprintf(err, "spool %s/msg/%s: %s", q->dir, stubs[i].id,
+	    strerror(-r)) == -1)
+		*err = NULL;
+	free(stubs);
 	if (ncorrupt != NULL)
 		*ncorrupt = bad;
-	return r;
+	return r < 0 && r != -EBADMSG && r != -ENOENT ? r : 0;
 }

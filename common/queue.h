@@ -141,10 +141,36 @@ int queue_writer_finish(struct queue_writer *w, int dir_result);
 void queue_writer_free(struct queue_writer *w);
 
 /*
- * Start-up recovery: removes temporary files and orphaned journals, then
- * loads every message and hands it to cb (which takes ownership).  A record
- * that cannot be parsed is moved to corrupt/ and counted in *ncorrupt.
+ * Start-up recovery in two steps, so that a daemon knows its whole queue
+ * without reading every record (docs/spool.md, "Recovery"):
+ *
+ * queue_scan() removes temporary files and orphaned journals and lists
+ * every committed message from the directory and the inodes alone, no file
+ * being read: the id, and when it is due, from the modification time that
+ * queue_set_schedule() gives the journal.  That time is a hint: the journal
+ * read with the record stays authoritative (a crash may lose a hint, and
+ * journals written by older versions have none).  *stubsp is a malloc'd
+ * array sorted by id (arrival order); free() it.
+ *
+ * queue_load_stub() then loads one of them (record and journal).  A record
+ * that cannot be parsed is moved to corrupt/ (with its journal) and the
+ * call returns -EBADMSG; -ENOENT means it was removed meanwhile.
+ *
+ * queue_recover() is both at once: it loads every message and hands it to
+ * cb (which takes ownership), counting the records moved aside in
+ * *ncorrupt.
  */
+struct queue_stub {
+	char id[QUEUE_ID_LEN + 1];
+	time_t arrival;			/* the second encoded in the id */
+	time_t next_attempt;		/* the journal's hint; 0: now */
+	bool journal;			/* msg/ID.state exists */
+};
+
+int queue_scan(struct queue *q, struct queue_stub **stubsp, size_t *np,
+    char **err);
+int queue_load_stub(struct queue *q, const struct queue_stub *st,
+    struct queue_msg **mp);
 int queue_recover(struct queue *q, void (*cb)(struct queue_msg *, void *),
     void *arg, size_t *ncorrupt, char **err);
 /* Loads one message by id. */

@@ -38,6 +38,9 @@
 
 #define SCHED_IDLE_HOLD_MS	5000	/* idle session, then QUIT */
 #define SCHED_DSN_RETRY_MS	60000	/* a notice could not be queued */
+#define SCHED_READ_RETRY_MS	60000	/* a record could not be read */
+#define SCHED_LOAD_BATCH	64	/* records read per loader event */
+#define SCHED_LOAD_BUDGET_US	2000	/* ... or this long, at most */
 
 enum sched_where {
 	SM_DUE,
@@ -46,7 +49,10 @@ enum sched_where {
 };
 
 struct sched_msg {
-	struct queue_msg *m;		/* owned */
+	struct queue_msg *m;		/* owned; NULL until the record of a
+					   message recovered at start is read */
+	struct queue_stub st;		/* id, arrival, and how to load m */
+	size_t lazy_idx;		/* slot in s->lazy, or SIZE_MAX */
 	enum sched_where where;
 	uint64_t due_ms;		/* SM_WAITING: when it is due */
 	size_t heap_idx;		/* SM_WAITING: index in s->heap */
@@ -88,6 +94,12 @@ struct sched {
 	uint64_t next_id;
 	struct event *timer;		/* owned: the heap's top is due */
 	struct event *kick;		/* owned: run sched_run() soon */
+	struct event *loader;		/* owned: reads recovered records */
+	struct sched_msg **lazy;	/* owned array of borrowed entries
+					   whose record is not read yet (NULL
+					   slots: read or forgotten since) */
+	size_t nlazy, lazy_next, lazycap;
+	size_t nread, ncorrupt;		/* recovered records read, moved */
 	enum sched_upstream state;
 	unsigned failures;		/* upstream failures in a row */
 	unsigned gen;			/* bumped at each upstream failure */
@@ -103,6 +115,8 @@ static void sched_kick(struct sched *);
 static void sched_finish(struct sched *, struct sched_msg *);
 static void sched_delay_check(struct sched *, struct queue_msg *,
     const struct relay_result *);
+static void sched_loader_cb(evutil_socket_t, short, void *);
+static void sched_enqueue(struct sched *, struct sched_msg *, time_t);
 
 const char *
 sched_strupstream(enum sched_upstream st)
@@ -118,6 +132,16 @@ sched_strupstream(enum sched_upstream st)
 		return "paused-quota";
 	}
 	return "?";
+}
+
+/* Monotonic microseconds, for time budgets. */
+static uint64_t
+sched_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* Wall-clock milliseconds (the spool stores wall-clock times). */
@@ -308,14 +332,68 @@ sched_make_waiting(struct sched *s, struct sched_msg *e, uint64_t when)
 		sched_make_due(s, e);
 }
 
+/* Takes e out of the loader's list (its record is read or it goes). */
+static void
+sched_lazy_drop(struct sched *s, struct sched_msg *e)
+{
+	if (e->lazy_idx == SIZE_MAX)
+		return;
+	s->lazy[e->lazy_idx] = NULL;
+	e->lazy_idx = SIZE_MAX;
+}
+
 /* Frees an entry and its message; accepts NULL. */
 static void
-sched_msg_free(struct sched_msg *e)
+sched_msg_free(struct sched *s, struct sched_msg *e)
 {
 	if (e == NULL)
 		return;
+	sched_lazy_drop(s, e);
 	queue_msg_free(e->m);
 	free(e);
+}
+
+/*
+ * Reads the record of a message recovered at start (docs/spool.md,
+ * "Recovery"), if not done yet.  0: e->m is set; when e is attached (in
+ * the due list or the heap) and its journal gives another schedule than
+ * the hint it was queued with, it has moved to that place (the journal is
+ * authoritative).  Otherwise e is no longer where it was: forgotten
+ * (record gone, or unreadable and moved to corrupt/), or, on a read error,
+ * waiting to be tried again.
+ */
+static int
+sched_load(struct sched *s, struct sched_msg *e, bool attached)
+{
+	struct queue_msg *m;
+	int r;
+
+	if (e->m != NULL)
+		return 0;
+	sched_lazy_drop(s, e);
+	if ((r = queue_load_stub(s->queue, &e->st, &m)) == 0) {
+		e->m = m;
+		s->nread++;
+		if (attached && m->next_attempt != e->st.next_attempt) {
+			sched_detach(s, e);
+			sched_enqueue(s, e, m->next_attempt);
+		}
+		return 0;
+	}
+	if (attached)
+		sched_detach(s, e);
+	if (r == -ENOENT || r == -EBADMSG) {
+		if (r == -EBADMSG)
+			s->ncorrupt++;
+		log_msg(LOG_WARNING, e->st.id, "%s", r == -ENOENT ?
+		    "record gone from the spool, forgotten" :
+		    "record unreadable, moved to corrupt/");
+		sched_msg_free(s, e);
+		return r;
+	}
+	log_msg(LOG_ERR, e->st.id, "spool error=\"%s\"", strerror(-r));
+	sched_make_waiting(s, e, sched_now_ms() + SCHED_READ_RETRY_MS);
+	return r;
 }
 
 /* ---- outcomes ---- */
@@ -336,11 +414,14 @@ sched_rcpt_reply(const struct relay_result *res, size_t i)
 static void
 sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
 {
-	struct queue_msg *m = e->m;
+	struct queue_msg *m;
 	char why[QUEUE_MAX_REPLY], q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
 	size_t i;
 	int r;
 
+	if (sched_load(s, e, false) < 0)
+		return;
+	m = e->m;
 	snprintf(why, sizeof(why), "554 5.4.7 delivery time expired after "
 	    "%us; last error: %s", s->cfg->retry.give_up_after, reason);
 	for (i = 0; i < m->nrcpt; i++) {
@@ -359,11 +440,11 @@ sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
 	sched_finish(s, e);
 }
 
-/* When m fails for good: retry.give_up_after after its arrival. */
+/* When e fails for good: retry.give_up_after after its arrival. */
 static uint64_t
-sched_deadline_ms(const struct sched *s, const struct queue_msg *m)
+sched_deadline_ms(const struct sched *s, const struct sched_msg *e)
 {
-	return ((uint64_t)m->arrival + s->cfg->retry.give_up_after) * 1000;
+	return ((uint64_t)e->st.arrival + s->cfg->retry.give_up_after) * 1000;
 }
 
 /*
@@ -376,7 +457,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
     const struct relay_result *res)
 {
 	struct queue_msg *m = e->m;
-	uint64_t now = sched_now_ms(), deadline = sched_deadline_ms(s, m), when;
+	uint64_t now = sched_now_ms(), deadline = sched_deadline_ms(s, e), when;
 	unsigned attempts = m->attempts + 1;
 	char nb[32], q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
 	const char *why;
@@ -397,7 +478,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 		/* Removed from the spool behind our back: forget it. */
 		log_msg(LOG_WARNING, m->id, "record gone from the spool, "
 		    "forgotten");
-		sched_msg_free(e);
+		sched_msg_free(s, e);
 		return;
 	} else if (r < 0) {
 		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
@@ -500,7 +581,7 @@ sched_finish(struct sched *s, struct sched_msg *e)
 		log_msg(LOG_ERR, m->id, "spool error=\"%s\"", strerror(-r));
 	else
 		log_msg(LOG_INFO, m->id, "removed");
-	sched_msg_free(e);
+	sched_msg_free(s, e);
 	if (dsn != NULL)
 		sched_add(s, dsn);
 }
@@ -596,8 +677,9 @@ sched_expire_due(struct sched *s, const char *reason)
 
 	for (e = TAILQ_FIRST(&s->due); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, entry);
-		if (now < sched_deadline_ms(s, e->m)) {
-			sched_delay_check(s, e->m, NULL);
+		if (now < sched_deadline_ms(s, e)) {
+			if (e->m != NULL)	/* else checked once read */
+				sched_delay_check(s, e->m, NULL);
 			continue;
 		}
 		sched_detach(s, e);
@@ -750,7 +832,18 @@ sched_feed(struct sched *s, struct sched_conn *c)
 		    "messages_per_connection reached");
 		return;
 	}
-	if ((e = TAILQ_FIRST(&s->due)) == NULL) {
+	/* Recovered messages are read first; some move or go then. */
+	while ((e = TAILQ_FIRST(&s->due)) != NULL &&
+	    (e->m == NULL || queue_msg_done(e->m))) {
+		if (e->m == NULL) {
+			sched_load(s, e, true);
+			continue;
+		}
+		/* Recovered after its last outcome, before its removal. */
+		sched_detach(s, e);
+		sched_finish(s, e);
+	}
+	if (e == NULL) {
 		evtimer_add(c->idle, &hold);
 		return;
 	}
@@ -769,7 +862,7 @@ sched_feed(struct sched *s, struct sched_conn *c)
 		c->sent--;
 		c->ready = true;
 		s->ninflight--;
-		sched_msg_free(e);
+		sched_msg_free(s, e);
 		sched_kick(s);
 	} else if (r < 0) {
 		c->cur = NULL;
@@ -820,7 +913,7 @@ sched_run(struct sched *s)
 	while (s->nheap > 0 && s->heap[0]->due_ms <= now) {
 		e = s->heap[0];
 		sched_detach(s, e);
-		if (queue_msg_done(e->m))
+		if (e->m != NULL && queue_msg_done(e->m))
 			sched_finish(s, e);
 		else
 			sched_make_due(s, e);
@@ -1011,6 +1104,7 @@ sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
 	    (s->timer = evtimer_new(base, sched_timer_cb, s)) == NULL ||
 	    (s->kick = evtimer_new(base, sched_kick_cb, s)) == NULL ||
 	    (s->token = token_new(base, s->dns)) == NULL ||
+	    (s->loader = evtimer_new(base, sched_loader_cb, s)) == NULL ||
 	    relay_env_init(&s->env) < 0)
 		goto fail;
 	token_set_cfg(s->token, cfg);
@@ -1040,20 +1134,23 @@ sched_free(struct sched *s)
 	relay_env_free(&s->env);
 	token_free(s->token);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
-		sched_msg_free(c->cur);
+		sched_msg_free(s, c->cur);
 		sched_conn_free(s, c);
 	}
 	while ((e = TAILQ_FIRST(&s->due)) != NULL) {
 		TAILQ_REMOVE(&s->due, e, entry);
-		sched_msg_free(e);
+		sched_msg_free(s, e);
 	}
 	for (i = 0; i < s->nheap; i++)
-		sched_msg_free(s->heap[i]);
+		sched_msg_free(s, s->heap[i]);
 	free(s->heap);
+	free(s->lazy);
 	if (s->timer != NULL)
 		event_free(s->timer);
 	if (s->kick != NULL)
 		event_free(s->kick);
+	if (s->loader != NULL)
+		event_free(s->loader);
 	if (s->dns != NULL)
 		evdns_base_free(s->dns, 0);
 	tls_ctx_free(s->ssl_ctx);
@@ -1061,11 +1158,26 @@ sched_free(struct sched *s)
 	free(s);
 }
 
+/* Queues a new entry, due at next_attempt (seconds; 0: now). */
+static void
+sched_enqueue(struct sched *s, struct sched_msg *e, time_t next_attempt)
+{
+	uint64_t when = (uint64_t)next_attempt * 1000;
+
+	if (s->state != SCHED_UP_OK && when < s->retry_ms)
+		when = s->retry_ms;
+	if (when > sched_now_ms())
+		sched_make_waiting(s, e, when);
+	else
+		sched_make_due(s, e);
+	sched_arm(s);
+	sched_kick(s);
+}
+
 void
 sched_add(struct sched *s, struct queue_msg *m)
 {
 	struct sched_msg *e;
-	uint64_t when = (uint64_t)m->next_attempt * 1000;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL) {
 		log_msg(LOG_ERR, m->id, "out of memory: delivery waits for a "
@@ -1074,18 +1186,77 @@ sched_add(struct sched *s, struct queue_msg *m)
 		return;
 	}
 	e->m = m;
+	e->lazy_idx = SIZE_MAX;
+	memcpy(e->st.id, m->id, sizeof(e->st.id));
+	e->st.arrival = m->arrival;
+	e->st.journal = true;
 	if (queue_msg_done(m)) {
 		/* Recovered after its last outcome, before its removal. */
 		sched_finish(s, e);
 		return;
 	}
-	if (s->state != SCHED_UP_OK && when < s->retry_ms)
-		when = s->retry_ms;
-	if (when > sched_now_ms())
-		sched_make_waiting(s, e, when);
-	else
-		sched_make_due(s, e);
-	sched_arm(s);
+	sched_enqueue(s, e, m->next_attempt);
+}
+
+int
+sched_add_stub(struct sched *s, const struct queue_stub *st)
+{
+	struct sched_msg *e, **l;
+	size_t cap;
+
+	if (s->nlazy == s->lazycap) {
+		cap = s->lazycap ? s->lazycap * 2 : 1024;
+		if ((l = reallocarray(s->lazy, cap, sizeof(*l))) == NULL)
+			return -ENOMEM;
+		s->lazy = l;
+		s->lazycap = cap;
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return -ENOMEM;
+	e->st = *st;
+	e->lazy_idx = s->nlazy;
+	s->lazy[s->nlazy++] = e;
+	sched_enqueue(s, e, st->next_attempt);
+	if (s->nlazy == 1)
+		event_active(s->loader, EV_TIMEOUT, 0);
+	return 0;
+}
+
+/*
+ * The loader: reads the records of recovered messages in id order, a few
+ * at a time (at most SCHED_LOAD_BATCH or SCHED_LOAD_BUDGET_US per event),
+ * so that sessions go on meanwhile.  A session that needs one first reads
+ * it itself (sched_feed).  Records that turn out complete are removed,
+ * unreadable ones moved to corrupt/, as recovery used to do before ready.
+ */
+static void
+sched_loader_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	struct timeval zero = { 0, 0 };
+	uint64_t t0 = sched_mono_us();
+	struct sched_msg *e;
+	unsigned n = 0;
+
+	while (s->lazy_next < s->nlazy && n < SCHED_LOAD_BATCH &&
+	    sched_mono_us() - t0 < SCHED_LOAD_BUDGET_US) {
+		if ((e = s->lazy[s->lazy_next++]) == NULL)
+			continue;
+		n++;
+		if (sched_load(s, e, true) == 0 && queue_msg_done(e->m)) {
+			sched_detach(s, e);
+			sched_finish(s, e);
+		}
+	}
+	if (s->lazy_next < s->nlazy) {
+		evtimer_add(s->loader, &zero);
+		return;
+	}
+	log_msg(LOG_INFO, NULL, "recovery records_read=%zu corrupt=%zu",
+	    s->nread, s->ncorrupt);
+	free(s->lazy);
+	s->lazy = NULL;
+	s->nlazy = s->lazy_next = s->lazycap = 0;
 	sched_kick(s);
 }
 
@@ -1098,7 +1269,7 @@ sched_flush(struct sched *s, const char *id)
 
 	while (i < s->nheap) {
 		e = s->heap[i];
-		if (id != NULL && strcmp(e->m->id, id) != 0) {
+		if (id != NULL && strcmp(e->st.id, id) != 0) {
 			i++;
 			continue;
 		}
@@ -1108,7 +1279,7 @@ sched_flush(struct sched *s, const char *id)
 	}
 	if (id != NULL && n == 0) {
 		TAILQ_FOREACH(e, &s->due, entry)
-			if (strcmp(e->m->id, id) == 0)
+			if (strcmp(e->st.id, id) == 0)
 				n++;
 		if (n == 0)
 			return -ENOENT;
@@ -1128,13 +1299,13 @@ sched_find(struct sched *s, const char *id)
 	size_t i;
 
 	TAILQ_FOREACH(e, &s->due, entry)
-		if (strcmp(e->m->id, id) == 0)
+		if (strcmp(e->st.id, id) == 0)
 			return e;
 	for (i = 0; i < s->nheap; i++)
-		if (strcmp(s->heap[i]->m->id, id) == 0)
+		if (strcmp(s->heap[i]->st.id, id) == 0)
 			return s->heap[i];
 	TAILQ_FOREACH(c, &s->conns, entry)
-		if (c->cur != NULL && strcmp(c->cur->m->id, id) == 0)
+		if (c->cur != NULL && strcmp(c->cur->st.id, id) == 0)
 			return c->cur;
 	return NULL;
 }
@@ -1149,7 +1320,7 @@ sched_remove(struct sched *s, const char *id)
 	if (e->where == SM_INFLIGHT)
 		return -EBUSY;
 	sched_detach(s, e);
-	sched_msg_free(e);
+	sched_msg_free(s, e);
 	sched_arm(s);
 	return 0;
 }
@@ -1252,9 +1423,9 @@ sched_status(const struct sched *s, struct sched_status *st)
 	st->last_delivery = s->last_delivery;
 	st->sessions = s->nconns;
 	TAILQ_FOREACH(e, &s->due, entry)
-		if (st->oldest == 0 || e->m->arrival < st->oldest)
-			st->oldest = e->m->arrival;
+		if (st->oldest == 0 || e->st.arrival < st->oldest)
+			st->oldest = e->st.arrival;
 	for (i = 0; i < s->nheap; i++)
-		if (st->oldest == 0 || s->heap[i]->m->arrival < st->oldest)
-			st->oldest = s->heap[i]->m->arrival;
+		if (st->oldest == 0 || s->heap[i]->st.arrival < st->oldest)
+			st->oldest = s->heap[i]->st.arrival;
 }

@@ -40,6 +40,7 @@ struct cfg_retry;
 struct event_base;
 struct queue;
 struct queue_msg;
+struct queue_stub;
 struct sched;
 struct smtpproto_advice;
 struct token;
@@ -75,6 +76,13 @@ void sched_free(struct sched *s);
 
 /* Takes ownership of a queued message (new or recovered). */
 void sched_add(struct sched *s, struct queue_msg *m);
+/*
+ * Queues a message recovered at start from what queue_scan() knows (id,
+ * schedule) without its record, which the scheduler reads later: a loader
+ * event reads the records in the background once the loop runs, and a
+ * session reads one first when it needs it.  -ENOMEM: not queued.
+ */
+int sched_add_stub(struct sched *s, const struct queue_stub *st);
 /*
  * Retry now: the message with this id, or all when id is NULL; lifts a
  * pause.  Returns how many messages were due, or -ENOENT.

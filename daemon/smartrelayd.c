@@ -106,14 +106,35 @@ daemon_queued(void *arg, struct queue_msg *m)
 	sysd_update(d->sysd);
 }
 
-/* A message was found in the spool at start-up. */
-static void
-daemon_recovered(struct queue_msg *m, void *arg)
+/*
+ * Start-up recovery (docs/spool.md, "Recovery"): the directory listing and
+ * the journals give every queued message and when it is due; the records
+ * themselves are read by the scheduler after READY.
+ */
+static int
+daemon_recover(struct daemon *d)
 {
-	struct daemon *d = arg;
+	struct queue_stub *stubs;
+	char *err = NULL;
+	size_t n, i;
+	int r;
 
-	sched_add(d->sched, m);
+	if ((r = queue_scan(d->queue, &stubs, &n, &err)) < 0) {
+		log_msg(LOG_ERR, NULL, "recovery error=\"%s\"",
+		    err != NULL ? err : strerror(-r));
+		free(err);
+		return EX_IOERR;
+	}
+	for (i = 0; i < n && r == 0; i++)
+		r = sched_add_stub(d->sched, &stubs[i]);
+	free(stubs);
+	if (r < 0) {
+		log_msg(LOG_ERR, NULL, "recovery error=\"%s\"", strerror(-r));
+		return EX_OSERR;
+	}
 	d->nqueued = sched_count(d->sched);
+	log_msg(LOG_INFO, NULL, "recovered messages=%zu", d->nqueued);
+	return 0;
 }
 
 /* The upstream state for STATUS=: ok, retrying, paused-... */
@@ -411,7 +432,6 @@ static int
 daemon_start(struct daemon *d)
 {
 	char *err = NULL;
-	size_t ncorrupt = 0;
 	int r;
 
 	if ((r = queue_open(d->cfg->spool, &d->queue, &err)) < 0) {
@@ -429,17 +449,8 @@ daemon_start(struct daemon *d)
 		free(err);
 		return EX_CONFIG;
 	}
-	r = queue_recover(d->queue, daemon_recovered, d, &ncorrupt, &err);
-	if (r < 0) {
-		log_msg(LOG_ERR, NULL, "recovery error=\"%s\"",
-		    err != NULL ? err : strerror(-r));
-		free(err);
-		return EX_IOERR;
-	}
-	if (ncorrupt > 0)
-		log_msg(LOG_WARNING, NULL, "recovery corrupt=%zu moved to "
-		    "%s/corrupt", ncorrupt, d->cfg->spool);
-	log_msg(LOG_INFO, NULL, "recovered messages=%zu", d->nqueued);
+	if ((r = daemon_recover(d)) != 0)
+		return r;
 
 	smtp_server_init(&d->smtp);
 	d->smtp.base = d->base;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -661,6 +662,70 @@ test_orphan_journal(void **state)
 	/* Only the unrelated file is left. */
 	assert_int_equal(count_dir(f, "msg"), 1);
 	queue_msg_free(m);
+}
+
+/*
+ * queue_scan lists every message without reading a record: the schedule
+ * comes from the journal's mtime hint; orphans and tmp files go.
+ * queue_load_stub reads the record, the journal being authoritative, and
+ * moves an unreadable record aside.
+ */
+static void
+test_scan(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpt = "a@x";
+	char id[3][QUEUE_ID_LEN + 1], path[512];
+	time_t later = time(NULL) + 3600;
+	struct queue_stub *st;
+	struct queue_msg *m;
+	size_t n, i;
+
+	for (i = 0; i < 3; i++)
+		put_msg(f, "s@x", &rcpt, 1, "b\r\n", 3, id[i]);
+	assert_int_equal(queue_load(f->q, id[1], &m), 0);
+	assert_int_equal(queue_set_schedule(f->q, m, 2, later, "451 x"), 0);
+	queue_msg_free(m);
+	assert_int_equal(queue_load(f->q, id[2], &m), 0);
+	assert_int_equal(queue_set_schedule(f->q, m, 1, 0, NULL), 0);
+	queue_msg_free(m);
+	/* An orphan journal and a dead writer's tmp file. */
+	spool_path(f, path, sizeof(path), "msg", "0000000000000001.state");
+	write_file(path, "x\n", 2, O_EXCL);
+	spool_path(f, path, sizeof(path), "tmp", "0000000000000002");
+	write_file(path, "x", 1, O_EXCL);
+	/* The record of id[0] becomes unreadable: the scan cannot tell. */
+	spool_path(f, path, sizeof(path), "msg", id[0]);
+	write_file(path, "garbage\n", 8, O_TRUNC);
+
+	assert_int_equal(queue_scan(f->q, &st, &n, NULL), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(count_dir(f, "tmp"), 0);
+	assert_int_equal(count_dir(f, "msg"), 5);
+	for (i = 0; i < 3; i++) {
+		assert_string_equal(st[i].id, id[i]);
+		assert_int_equal(st[i].arrival, queue_id_time(id[i]));
+		assert_int_equal(st[i].journal, i > 0);
+	}
+	assert_int_equal(st[0].next_attempt, 0);
+	assert_int_equal(st[1].next_attempt, later);
+	assert_int_equal(st[2].next_attempt, 0);
+
+	assert_int_equal(queue_load_stub(f->q, &st[0], &m), -EBADMSG);
+	assert_null(m);
+	assert_int_equal(count_dir(f, "corrupt"), 1);
+	/* The hint lost (a crash, an older version): the journal decides. */
+	spool_path(f, path, sizeof(path), "msg", id[1]);
+	strcat(path, ".state");
+	assert_int_equal(utimes(path, NULL), 0);
+	assert_int_equal(queue_load_stub(f->q, &st[1], &m), 0);
+	assert_int_equal(m->attempts, 2);
+	assert_int_equal(m->next_attempt, later);
+	assert_string_equal(m->last_reply, "451 x");
+	queue_msg_free(m);
+	assert_int_equal(queue_remove(f->q, id[2]), 0);
+	assert_int_equal(queue_load_stub(f->q, &st[2], &m), -ENOENT);
+	free(st);
 }
 
 static void
@@ -1379,6 +1444,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_orphan_journal, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup,

@@ -1360,9 +1360,9 @@ test_dsn_parse_hostile(void **state)
 		"envid a b\n",
 		"envid +4\n",			/* torn hex */
 		"envid +4a\n",			/* lower-case hex */
-		"envid " "0123456789012345678901234567890123456789"
+		("envid 0123456789012345678901234567890123456789"
 		    "0123456789012345678901234567890123456789"
-		    "012345678901234567890\n",	/* 101 bytes */
+		    "012345678901234567890\n"),	/* 101 bytes */
 		"notify never\n",		/* before any rcpt */
 		"rcpt <c@d>\nnotify never,success\n",
 		"rcpt <c@d>\nnotify success,success\n",
@@ -1372,7 +1372,7 @@ test_dsn_parse_hostile(void **state)
 		"rcpt <c@d>\norcpt ;a@b\n",
 		"rcpt <c@d>\norcpt rfc822;\n",
 		"rcpt <c@d>\norcpt rfc822;a=b\n",
-		"rcpt <c@d>\norcpt rfc822;a\n" "orcpt rfc822;b\n",
+		"rcpt <c@d>\norcpt rfc822;a\norcpt rfc822;b\n",
 	};
 	static const char head[] = "SMARTRELAY-QUEUE 1\nid 0123456789ABCDEF\n"
 	    "arrival 1\nflags 0\nfrom <a@b>\n";

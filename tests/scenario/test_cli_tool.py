@@ -103,7 +103,8 @@ def test_sendmail_running_daemon(relay):
     assert head.startswith(b"Received: by relay.test (smartrelay, from "
                            b"userid %d)" % os.getuid())
     assert b"\n" not in body.replace(b"\r\n", b"")
-    assert "queued from=<alice@example.com>" in relay.log()
+    # The record is visible before pickup's log line is written.
+    relay.wait_log("queued from=<alice@example.com>")
 
 
 def test_sendmail_default_sender_and_local_names(relay):

@@ -97,6 +97,15 @@
  * the directory fsync the record is durable.  If the directory fsync fails,
  * msg/ID is unlinked again and the commit fails, so the client retries.
  *
+ * Room for the outcome: before a message goes upstream, queue_reserve()
+ * creates its journal (fsync of msg/) and allocates the blocks its
+ * recipient lines will need (fallocate with FALLOC_FL_KEEP_SIZE, sized for
+ * lines without reply texts).  If the spool fills up meanwhile, a recipient
+ * line that does not fit is written again without its reply, into that
+ * room: a delivery the upstream accepted is always recorded, so a restart
+ * never sends it twice (docs/reliability.md).  A full spool makes
+ * queue_reserve() fail, and the message waits instead of going upstream.
+ *
  * Removal: unlink(msg/ID); fsync(msg/); unlink(msg/ID.state).  The record
  * goes first and durably, so no crash can leave a record without its
  * journal (which would re-send to recipients already delivered); a journal
@@ -816,6 +825,70 @@ out:
 }
 
 /*
+ * Opens msg/ID.state for appending, creating it while the record exists;
+ * *created tells that it is new (its directory entry not yet durable).
+ * A torn tail is cut first.  Returns the fd or a negative errno.
+ */
+static int
+queue_journal_open(struct queue *q, const char *id, bool *created)
+{
+	char name[QUEUE_NAME_MAX];
+	int fd, r;
+
+	queue_journal_name(name, id);
+	*created = true;
+	fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CREAT | O_EXCL |
+	    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1 && errno == EEXIST) {
+		*created = false;
+		fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CLOEXEC |
+		    O_NOFOLLOW);
+	}
+	if (fd == -1)
+		return -errno;
+	if (*created && (r = queue_exists(q->msgfd, id)) < 0) {
+		/* The record is gone: a journal must not outlive it. */
+		unlinkat(q->msgfd, name, 0);
+		close(fd);
+		return r;
+	}
+	if (!*created && (r = queue_journal_repair(fd)) < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* Room for "CRC32 rcpt I delivered TIME\n" and "CRC32 dsn relayed I\n". */
+#define QUEUE_JOURNAL_SHORT	96	/* with a "dsn relayed I" line */
+
+int
+queue_reserve(struct queue *q, const struct queue_msg *m)
+{
+	struct stat st;
+	bool created;
+	int fd, r = 0;
+
+	if ((fd = queue_journal_open(q, m->id, &created)) < 0)
+		return fd;
+	if (fstat(fd, &st) == -1) {
+		r = -errno;
+		goto out;
+	}
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size,
+	    (off_t)(m->nrcpt + 1) * QUEUE_JOURNAL_SHORT) == -1 &&
+	    errno != EOPNOTSUPP && errno != ENOSYS) {
+		r = -errno;
+		goto out;
+	}
+	if (created && fsync(q->msgfd) == -1)
+		r = -errno;
+out:
+	close(fd);
+	return r;
+}
+
+/*
  * Durably appends one journal line per payload (at most two) to
  * msg/ID.state, in one write.  With mtime > 0, the journal's modification
  * time becomes mtime before the fdatasync (the schedule hint read by
@@ -827,9 +900,9 @@ queue_journal_append(struct queue *q, const char *id,
 {
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
 	    { .tv_sec = mtime } };
-	char name[QUEUE_NAME_MAX], line[2 * (QUEUE_LINE_MAX + 1)];
+	char line[2 * (QUEUE_LINE_MAX + 1)];
 	size_t len = 0, l, k;
-	bool created = true;
+	bool created;
 	struct stat st;
 	ssize_t n;
 	int fd, r = 0;
@@ -842,23 +915,8 @@ queue_journal_append(struct queue *q, const char *id,
 			return r;
 		len += l;
 	}
-	queue_journal_name(name, id);
-	fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CREAT | O_EXCL |
-	    O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd == -1 && errno == EEXIST) {
-		created = false;
-		fd = openat(q->msgfd, name, O_RDWR | O_APPEND | O_CLOEXEC |
-		    O_NOFOLLOW);
-	}
-	if (fd == -1)
-		return -errno;
-	if (created && (r = queue_exists(q->msgfd, id)) < 0) {
-		/* The record is gone: a journal must not outlive it. */
-		unlinkat(q->msgfd, name, 0);
-		goto out;
-	}
-	if (!created && (r = queue_journal_repair(fd)) < 0)
-		goto out;
+	if ((fd = queue_journal_open(q, id, &created)) < 0)
+		return fd;
 	if (fstat(fd, &st) == -1) {
 		r = -errno;
 		goto out;
@@ -905,8 +963,16 @@ queue_set_rcpt_line(struct queue *q, struct queue_msg *m, size_t i,
 	snprintf(payload, sizeof(payload), "rcpt %zu %s %lld%s%s", i,
 	    names[state], (long long)now, rlen > 0 ? " " : "", clean);
 	snprintf(extra, sizeof(extra), "dsn relayed %zu", i);
-	if ((r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
-	    m->next_attempt)) < 0) {
+	r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
+	    m->next_attempt);
+	if ((r == -ENOSPC || r == -EDQUOT || r == -EFBIG) && rlen > 0) {
+		/* Full: the state matters, the reply does not (see above). */
+		snprintf(payload, sizeof(payload), "rcpt %zu %s %lld", i,
+		    names[state], (long long)now);
+		r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
+		    m->next_attempt);
+	}
+	if (r < 0) {
 		free(dup);
 		return r;
 	}

@@ -180,7 +180,21 @@ void queue_msg_free(struct queue_msg *m);
 /* Opens the body read-only; the returned fd is positioned at its start. */
 int queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp);
 
-/* Durably records recipient i's new state and the reply that caused it. */
+/*
+ * Makes room in m's journal for one transaction's outcome before m is sent
+ * upstream: creates msg/ID.state durably if it does not exist and allocates
+ * (fallocate, keeping the size) the blocks that a line per recipient and a
+ * schedule line need without their reply texts.  A full spool then refuses
+ * to start the transaction (-ENOSPC, -EDQUOT) instead of failing to record
+ * a delivery the upstream has already accepted, which a restart would send
+ * again.  Filesystems without fallocate() get only the journal created.
+ */
+int queue_reserve(struct queue *q, const struct queue_msg *m);
+/*
+ * Durably records recipient i's new state and the reply that caused it.
+ * When the spool is full the line is written once more without the reply,
+ * into the room queue_reserve() made.
+ */
 int queue_set_rcpt(struct queue *q, struct queue_msg *m, size_t i,
     enum queue_rcpt_state state, const char *reply);
 /*

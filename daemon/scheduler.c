@@ -41,6 +41,7 @@
 #define SCHED_READ_RETRY_MS	60000	/* a record could not be read */
 #define SCHED_LOAD_BATCH	64	/* records read per loader event */
 #define SCHED_LOAD_BUDGET_US	2000	/* ... or this long, at most */
+#define SCHED_FULL_RETRY_MS	5000	/* no room to record an outcome */
 
 enum sched_where {
 	SM_DUE,
@@ -108,6 +109,8 @@ struct sched {
 	/* What to do about it (static table), NULL: no advice. */
 	const struct smtpproto_advice *advice;
 	time_t last_delivery;
+	uint64_t full_ms;		/* spool full: nothing goes upstream
+					 * before this time */
 	bool stopping;
 };
 
@@ -288,6 +291,8 @@ sched_arm(struct sched *s)
 	/* Due messages wait for the next probe of a failing upstream. */
 	if (s->ndue > 0 && s->state != SCHED_UP_OK && s->retry_ms < when)
 		when = s->retry_ms;
+	if (s->ndue > 0 && s->full_ms > now && s->full_ms < when)
+		when = s->full_ms;
 	if (when == UINT64_MAX) {
 		evtimer_del(s->timer);
 		return;
@@ -812,6 +817,29 @@ sched_open(struct sched *s)
 	s->nconns++;
 }
 
+/*
+ * Makes room in e's journal before it goes upstream (queue_reserve()).
+ * When the spool is full nothing goes upstream for a few seconds (no
+ * attempt counted, no new session): sending anyway could leave a delivery
+ * unrecorded, and a restart would send it again.
+ */
+static bool
+sched_room(struct sched *s, struct sched_msg *e)
+{
+	int r;
+
+	if (sched_now_ms() < s->full_ms)
+		return false;
+	if ((r = queue_reserve(s->queue, e->m)) == 0 || r == -ENOENT)
+		return true;	/* -ENOENT: relay_send() forgets it */
+	log_msg(LOG_WARNING, e->m->id, "spool full: nothing is relayed until "
+	    "outcomes can be recorded error=\"%s\" retry=%ums",
+	    strerror(-r), SCHED_FULL_RETRY_MS);
+	s->full_ms = sched_now_ms() + SCHED_FULL_RETRY_MS;
+	sched_arm(s);
+	return false;
+}
+
 /* Gives a ready session its next message, or lets it go. */
 static void
 sched_feed(struct sched *s, struct sched_conn *c)
@@ -843,7 +871,7 @@ sched_feed(struct sched *s, struct sched_conn *c)
 		sched_detach(s, e);
 		sched_finish(s, e);
 	}
-	if (e == NULL) {
+	if (e == NULL || !sched_room(s, e)) {
 		evtimer_add(c->idle, &hold);
 		return;
 	}
@@ -883,7 +911,7 @@ sched_open_sessions(struct sched *s)
 	struct sched_conn *c;
 	uint64_t capacity = 0;
 
-	if (s->ndue == 0 || s->stopping)
+	if (s->ndue == 0 || s->stopping || sched_now_ms() < s->full_ms)
 		return;
 	if (s->state != SCHED_UP_OK) {
 		/* One probe at a time, once the backoff is over. */

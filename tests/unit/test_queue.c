@@ -573,6 +573,59 @@ journal_path(struct fixture *f, const char *id, char *buf, size_t size)
 	spool_path(f, buf, size, "msg", name);
 }
 
+/*
+ * A full spool: a state whose line with its reply does not fit is recorded
+ * without the reply.  RLIMIT_FSIZE stands in for the full disk (a short
+ * write); queue_reserve() on a really full one is tested in
+ * tests/scenario/test_diskfull.py (fallocate ignores RLIMIT_FSIZE).
+ */
+static void
+test_journal_full(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpts[] = { "a@x", "b@x" };
+	char id[QUEUE_ID_LEN + 1], path[512], reply[900];
+	struct queue_msg *m;
+	struct rlimit old, lim;
+	void (*oldsig)(int);
+	struct stat st;
+
+	put_msg(f, "s@x", rcpts, 2, "b\r\n", 3, id);
+	journal_path(f, id, path, sizeof(path));
+	assert_int_equal(queue_load(f->q, id, &m), 0);
+	assert_int_equal(queue_reserve(f->q, m), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	memset(reply, 'r', sizeof(reply) - 1);
+	memcpy(reply, "250 ", 4);
+	reply[sizeof(reply) - 1] = '\0';
+
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = 200;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(queue_set_rcpt(f->q, m, 0, QUEUE_RCPT_DELIVERED,
+	    reply), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size > 0 && st.st_size < 64);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	queue_msg_free(m);
+
+	assert_int_equal(queue_load(f->q, id, &m), 0);
+	assert_int_equal(m->rcpt[0].state, QUEUE_RCPT_DELIVERED);
+	assert_null(m->rcpt[0].reply);
+	assert_int_equal(m->rcpt[1].state, QUEUE_RCPT_PENDING);
+	/* With room again the reply is kept. */
+	assert_int_equal(queue_set_rcpt(f->q, m, 1, QUEUE_RCPT_DELIVERED,
+	    reply), 0);
+	queue_msg_free(m);
+	assert_int_equal(queue_load(f->q, id, &m), 0);
+	assert_string_equal(m->rcpt[1].reply, reply);
+	queue_msg_free(m);
+}
+
 static void
 test_journal_torn(void **state)
 {
@@ -1454,6 +1507,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_threads, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_full, setup,
+		    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -583,6 +583,16 @@ class FakeGmail:
         self._nosni_ctx = ctx(paths["nosni"], paths["nosni_key"])
         self._nosni_ctx.sni_callback = self._on_sni
 
+    def set_cert(self, cert):
+        """Serve another certificate from the next handshake on ("good",
+        "wrongname", "untrusted", "nosni"): a certificate change at runtime."""
+        if cert not in ("good", "wrongname", "untrusted", "nosni"):
+            raise ValueError("cert must be good, wrongname, untrusted or nosni")
+        name = {"good": "server"}.get(cert, cert)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.certs[name], self.certs[name + "_key"])
+        self.cert, self._cert_ctx = cert, ctx
+
     def _on_sni(self, sslsock, server_name, _ctx):
         """SNI callback: remember the name; serve our cert only for server_name."""
         sslsock.fakegmail_sni = server_name

@@ -303,6 +303,25 @@ def test_bad_certs_fail_verification(fakegmail_factory, cert, error):
     assert fg.tls_handshakes == 0 and fg.auth_count == 0
 
 
+def test_certificate_change_at_runtime(fakegmail_factory):
+    fg = fakegmail_factory()
+    s = SMTP("127.0.0.1", fg.port_starttls, timeout=5)
+    s.ehlo()
+    s.starttls(context=client_context(fg.ca_file))
+    s.quit()
+    fg.set_cert("wrongname")
+    s = SMTP("127.0.0.1", fg.port_starttls, timeout=5)
+    s.ehlo()
+    with pytest.raises(ssl.SSLCertVerificationError, match="match"):
+        s.starttls(context=client_context(fg.ca_file))
+    fg.set_cert("good")
+    s = SMTP("127.0.0.1", fg.port_starttls, timeout=5)
+    s.ehlo()
+    s.starttls(context=client_context(fg.ca_file))
+    s.quit()
+    assert fg.wait_for(lambda f: f.tls_handshakes == 2 and f.tls_failures == 1, 5)
+
+
 # -- AUTH -----------------------------------------------------------------------------------
 
 def test_bad_password_then_runtime_password_change(fakegmail):

@@ -42,11 +42,15 @@ be matched without reading the spool's format.  After every round:
 At the end the faults stop, the queue must drain, and then every
 acknowledged recipient has at least one intact upstream copy (the body
 carries its own SHA-256), every refused one a bounce, and every duplicate
-is explained: the daemon was killed between the upstream's 250 and the
-journal write (the RFC 1047 window; the kill fell in the round of the
-first copy and the recipient was not yet recorded), or the maildrop
-pickup was killed after its commit and before the maildrop file was
-removed (the round's listing shows the message in both places).
+is explained by a kill -9 in one of three windows:
+  - between the upstream's 250 and the journal write (RFC 1047: the kill
+    ended the round of the first copy, the recipient was not yet recorded;
+    the time from that 250 to the kill is reported);
+  - in the maildrop pickup between its commit and the removal of the
+    maildrop file (that round's listing shows the message in both);
+  - between queueing a bounce and removing its message (that round's
+    listing shows both), so the bounce is queued again.
+Two copies within one daemon's life are never explained.
 
 Run it:  tests/soak/soak.py --rounds 1000 --report soak.json
 (SMARTRELAYD / SMARTRELAY name the binaries, as for the scenario tests).
@@ -170,6 +174,7 @@ class Soak:
         self.copies = collections.defaultdict(list)   # addr -> [round, ...]
         self.done = set()                 # addrs done at a round's end
         self.both_places = set()          # addrs listed in queue and maildrop
+        self.bounce_window = set()        # bounces queued, original not gone
         self.unrecorded_at_kill = collections.defaultdict(set)
         self.window = collections.Counter()   # cause -> duplicates
         self.violations = []
@@ -177,6 +182,7 @@ class Soak:
         self.rss = []                     # (round, kB)
         self.fds = []
         self.round_end = {}               # round -> "kill" | "term"
+        self.kill_at = {}                 # round -> time.monotonic() of kill
         self.faults = collections.Counter()
         self.finished = set()             # tokens all done (not rechecked)
         self.started = time.monotonic()
@@ -345,6 +351,7 @@ class Soak:
                 pass
         if self.d.proc.poll() is None:
             self.sample(round_no)
+            self.kill_at[round_no] = time.monotonic()
             self.d.kill9()
         elif self.d.proc.returncode != 0:
             self.violation(round_no, "daemon exited %s (%s)" %
@@ -383,7 +390,7 @@ class Soak:
                 if a in self.done:
                     self.violation(round_no, "%s sent again after it was "
                                    "done" % a)
-                self.copies[a].append(round_no)
+                self.copies[a].append((round_no, m.monotonic))
         listing = self.listing()
         if listing["unreadable"]:
             self.violation(round_no, "%d unreadable records" %
@@ -399,6 +406,11 @@ class Soak:
         for a, s in state.items():
             if len({q for q, _, _ in s}) > 1 or len({i for _, _, i in s}) > 1:
                 self.both_places.add(a)
+        for token, m in self.ledger.items():
+            if m["bad"] is not None and m["sender"] in state and \
+                    m["bad"] in state:
+                # The bounce is queued and its message not yet removed.
+                self.bounce_window.add(m["sender"])
         self.check_ledger(round_no, state)
 
     def check_ledger(self, round_no, state):
@@ -489,20 +501,25 @@ class Soak:
         for a in lost:
             self.violation(-1, "LOST at the end: %s" % a)
         dups = collections.Counter()
-        for a, rounds in self.copies.items():
-            for first, later in zip(rounds, rounds[1:]):
-                if later == first:
+        gaps = []           # ms from an unrecorded 250 to the kill
+        for a, seen in self.copies.items():
+            for (first, t1), (later, _) in zip(seen, seen[1:]):
+                if a in self.both_places:
+                    dups["pickup killed between its commit and the "
+                         "maildrop file's removal (queued twice)"] += 1
+                elif a in self.bounce_window:
+                    dups["killed between queueing a bounce and removing "
+                         "its message (bounce queued twice)"] += 1
+                elif later == first:
                     self.violation(-1, "%s sent twice in round %d" %
                                    (a, first))
-                elif a in self.both_places:
-                    dups["pickup killed between commit and maildrop "
-                         "removal"] += 1
                 elif self.round_end.get(first) == "kill":
                     dups["kill -9 between the upstream's 250 and the "
                          "journal write (RFC 1047 window)"] += 1
+                    gaps.append(1000 * (self.kill_at[first] - t1))
                 else:
                     self.violation(-1, "unexplained duplicate %s rounds %s"
-                                   % (a, rounds))
+                                   % (a, [r for r, _ in seen]))
         rss = max((k for _, k in self.rss), default=0)
         fds = max((n for _, n in self.fds), default=0)
         if rss > RSS_LIMIT_KB:
@@ -524,6 +541,10 @@ class Soak:
             refused_recipients_bounced=bounced,
             lost=len(lost),
             duplicates=dict(dups),
+            kill_after_250_ms=dict(
+                n=len(gaps), max=round(max(gaps), 1) if gaps else None,
+                median=round(sorted(gaps)[len(gaps) // 2], 1)
+                if gaps else None),
             after_dot_no_250_then_resent=dict(window),
             committed_before_reply=self.stats["committed_before_reply"],
             sendmail_failed=self.stats["sendmail_failed"],
@@ -579,7 +600,7 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     print("workdir %s" % workdir, flush=True)
     out = run(workdir, a.rounds, a.seed, a.max_seconds,
-              log=lambda s: print(s, flush=True))
+              log=lambda s: print(s, flush=True), keep_logs=True)
     text = json.dumps(out, indent=1, sort_keys=True)
     print(text)
     if a.report:

@@ -500,6 +500,7 @@ queue_writer_flush(struct queue_writer *w)
 	if ((r = queue_write_all(w->fd, w->buf, w->buflen)) < 0)
 		return queue_writer_fail(w, r);
 	w->buflen = 0;
+	w->flushed = true;
 	return 0;
 }
 
@@ -519,6 +520,7 @@ queue_writer_put(struct queue_writer *w, const void *p, size_t len)
 	if (len >= QUEUE_WRITER_BUFSIZE) {
 		if ((r = queue_write_all(w->fd, p, len)) < 0)
 			return queue_writer_fail(w, r);
+		w->flushed = true;
 		return 0;
 	}
 	memcpy(w->buf, p, len);
@@ -626,6 +628,43 @@ queue_writer_rcpt(struct queue_writer *w, const char *addr, size_t i)
 	return 0;
 }
 
+/*
+ * Parses the envelope just buffered, with the parser recovery uses, so
+ * that queue_writer_take() can hand over the message without reading the
+ * record back.  Not when the envelope did not fit in the buffer, or
+ * memory runs out: queue_load() then does it.
+ */
+static void
+queue_writer_parse(struct queue_writer *w)
+{
+	struct queue_msg *m;
+	size_t off;
+
+	if (w->flushed || (m = calloc(1, sizeof(*m))) == NULL)
+		return;
+	if (queue_parse_envelope(w->buf, w->buflen, m, &off) == 0 &&
+	    off == w->buflen && strcmp(m->id, w->id) == 0)
+		w->msg = m;
+	else {
+		queue_msg_clear(m);
+		free(m);
+	}
+}
+
+int
+queue_writer_take(struct queue_writer *w, struct queue_msg **mp)
+{
+	*mp = NULL;
+	if (!w->committed || w->msg == NULL)
+		return -ENOENT;
+	*mp = w->msg;
+	w->msg = NULL;
+	(*mp)->size = w->size;
+	if (w->eightbit)
+		(*mp)->flags |= QUEUE_F_8BITMIME;
+	return 0;
+}
+
 int
 queue_writer_envelope(struct queue_writer *w, const char *from,
     const char *const *rcpts, size_t nrcpt, unsigned flags, time_t arrival)
@@ -668,6 +707,7 @@ queue_writer_envelope(struct queue_writer *w, const char *from,
 	w->have_envelope = true;
 	w->envid = NULL;
 	w->dsn_rcpt = NULL;
+	queue_writer_parse(w);
 	return 0;
 }
 
@@ -783,6 +823,7 @@ queue_writer_free(struct queue_writer *w)
 		close(w->fd);
 	}
 	free(w->buf);
+	queue_msg_free(w->msg);
 	free(w);
 }
 

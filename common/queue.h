@@ -137,6 +137,12 @@ int queue_writer_sync(struct queue_writer *w);
 int queue_writer_publish(struct queue_writer *w);
 int queue_sync_dir(struct queue *q);
 int queue_writer_finish(struct queue_writer *w, int dir_result);
+/*
+ * After a commit: the message as a queue_load() of it would give (the
+ * caller owns *mp), without reading the record back; -ENOENT when the
+ * writer cannot tell (then use queue_load()).
+ */
+int queue_writer_take(struct queue_writer *w, struct queue_msg **mp);
 /* Frees the writer; an uncommitted temporary file is removed. */
 void queue_writer_free(struct queue_writer *w);
 

@@ -42,6 +42,9 @@ struct queue_writer {
 	uint64_t size;		/* body bytes so far */
 	char *buf;		/* owned, QUEUE_WRITER_BUFSIZE, or NULL */
 	size_t buflen;
+	bool flushed;		/* bytes went to the file already */
+	struct queue_msg *msg;	/* owned, NULL: the envelope as parsed
+				   from buf, for queue_writer_take() */
 	enum queue_ret ret;	/* from queue_writer_dsn() */
 	const char *envid;	/* borrowed until the envelope, NULL */
 	const struct queue_dsn_rcpt *dsn_rcpt;	/* borrowed likewise, NULL */

@@ -409,7 +409,8 @@ dsn_queue(struct queue *q, const struct cfg *cfg, const struct queue_msg *m,
 	    (r = dsn_write_original(w, q, m, kind, full, boundary)) < 0 ||
 	    (r = queue_writer_commit(w)) < 0)
 		goto out;
-	r = queue_load(q, id, dsnp);
+	if (queue_writer_take(w, dsnp) < 0)
+		r = queue_load(q, id, dsnp);
 out:
 	queue_writer_free(w);
 	return r;

@@ -297,7 +297,8 @@ pickup_one(struct pickup *p, const char *mdid)
 	log_msg(LOG_INFO, id, "queued from=%s size=%" PRIu64 " nrcpt=%zu "
 	    "uid=%u maildrop=%s", log_addr(fa, sizeof(fa), m->from),
 	    queue_writer_size(w), m->nrcpt, (unsigned)st.st_uid, mdid);
-	if ((r = queue_load(p->queue, id, &nm)) == 0)
+	if ((r = queue_writer_take(w, &nm)) == 0 ||
+	    (r = queue_load(p->queue, id, &nm)) == 0)
 		p->queued(p->arg, nm);
 	else
 		log_msg(LOG_ERR, id, "load error=\"%s\"", strerror(-r));

@@ -590,7 +590,9 @@ smtp_hand_on(struct smtp_server *srv, struct queue_writer *w, int result,
 		log_msg(LOG_ERR, id, "spool error=\"%s\"", strerror(-result));
 		return;
 	}
-	if ((r = queue_load(srv->queue, id, &m)) < 0) {
+	/* The writer parsed the envelope it wrote: no need to read it back. */
+	if (queue_writer_take(w, &m) < 0 &&
+	    (r = queue_load(srv->queue, id, &m)) < 0) {
 		/* Durable, so the next start recovers it. */
 		log_msg(LOG_ERR, id, "queued but not loaded error=\"%s\"",
 		    strerror(-r));

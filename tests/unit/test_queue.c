@@ -781,6 +781,92 @@ test_scan(void **state)
 	free(st);
 }
 
+/* Asserts that two messages hold the same envelope and state. */
+static void
+assert_same_msg(const struct queue_msg *a, const struct queue_msg *b)
+{
+	size_t i;
+
+	assert_string_equal(a->id, b->id);
+	assert_int_equal(a->arrival, b->arrival);
+	assert_string_equal(a->from, b->from);
+	assert_int_equal(a->nrcpt, b->nrcpt);
+	for (i = 0; i < a->nrcpt; i++) {
+		assert_string_equal(a->rcpt[i].addr, b->rcpt[i].addr);
+		assert_int_equal(a->rcpt[i].state, b->rcpt[i].state);
+		assert_int_equal(a->rcpt[i].notify, b->rcpt[i].notify);
+		assert_true((a->rcpt[i].orcpt == NULL) ==
+		    (b->rcpt[i].orcpt == NULL));
+		if (a->rcpt[i].orcpt != NULL)
+			assert_string_equal(a->rcpt[i].orcpt,
+			    b->rcpt[i].orcpt);
+	}
+	assert_int_equal(a->flags, b->flags);
+	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->body_offset, b->body_offset);
+	assert_int_equal(a->attempts, b->attempts);
+	assert_int_equal(a->next_attempt, b->next_attempt);
+	assert_int_equal(a->ret, b->ret);
+	assert_true((a->envid == NULL) == (b->envid == NULL));
+	if (a->envid != NULL)
+		assert_string_equal(a->envid, b->envid);
+}
+
+/*
+ * queue_writer_take gives what queue_load would read back (DSN keys, the
+ * 8BITMIME flag set at commit, sizes, offsets), only after the commit; a
+ * writer whose envelope did not fit its buffer says so.
+ */
+static void
+test_writer_take(void **state)
+{
+	struct fixture *f = *state;
+	const char *rcpts[] = { "a@x", "b@x" }, *one = "c@x";
+	const struct queue_dsn_rcpt d[] = {
+		{ QUEUE_NOTIFY_SUCCESS, "rfc822;a@x" }, { 0, NULL },
+	};
+	char *big = malloc(QUEUE_MAX_ADDR + 1);
+	const char *bigp = big;
+	struct queue_writer *w;
+	struct queue_msg *m, *l;
+	int i;
+
+	assert_int_equal(queue_writer_new(f->q, &w), 0);
+	assert_int_equal(queue_writer_dsn(w, QUEUE_RET_HDRS, "e1", d), 0);
+	assert_int_equal(queue_writer_envelope(w, "", rcpts, 2, 0, 7), 0);
+	assert_int_equal(queue_writer_write(w, "caf\xc3\xa9\r\n", 7), 0);
+	assert_int_equal(queue_writer_take(w, &m), -ENOENT);
+	assert_int_equal(queue_writer_commit(w), 0);
+	assert_int_equal(queue_writer_take(w, &m), 0);
+	assert_int_equal(queue_writer_take(w, &l), -ENOENT);
+	assert_true(m->flags & QUEUE_F_8BITMIME);
+	assert_int_equal(m->size, 7);
+	assert_int_equal(queue_load(f->q, m->id, &l), 0);
+	assert_same_msg(m, l);
+	queue_msg_free(m);
+	queue_msg_free(l);
+	queue_writer_free(w);
+
+	/* An envelope larger than the writer's buffer: load it instead. */
+	memset(big, 'x', QUEUE_MAX_ADDR);
+	memcpy(big + QUEUE_MAX_ADDR - 2, "@x", 2);
+	big[QUEUE_MAX_ADDR] = '\0';
+	assert_int_equal(queue_writer_new(f->q, &w), 0);
+	{
+		const char *many[20];
+
+		for (i = 0; i < 20; i++)
+			many[i] = bigp;
+		assert_int_equal(queue_writer_envelope(w, one, many, 20, 0,
+		    7), 0);
+	}
+	assert_int_equal(queue_writer_write(w, "b\r\n", 3), 0);
+	assert_int_equal(queue_writer_commit(w), 0);
+	assert_int_equal(queue_writer_take(w, &m), -ENOENT);
+	queue_writer_free(w);
+	free(big);
+}
+
 static void
 test_remove(void **state)
 {
@@ -1498,6 +1584,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_take, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_write_error, setup,

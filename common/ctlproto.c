@@ -79,7 +79,7 @@ ctlp_parse_request(char *line, enum ctlp_verb *verb, char **args,
 int
 ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 {
-	int n;
+	int n, m;
 
 	n = snprintf(buf, sz, "version %s\npid %ld\nstarted %lld\n"
 	    "queued %zu\noldest %lld\nlast_delivery %lld\nupstream %s\n"
@@ -93,7 +93,17 @@ ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 		    st->advice);
 	if (n < 0 || (size_t)n >= sz)
 		return -ENOSPC;
-	return n;
+	if (!st->oauth)
+		return n;
+	m = snprintf(buf + n, sz - (size_t)n, "oauth 1\ntoken_valid_until "
+	    "%lld\ntoken_last_refresh %lld\ntoken_requests %u\n"
+	    "token_status %s\ntoken_error %s\n",
+	    (long long)st->token_valid_until,
+	    (long long)st->token_last_refresh, st->token_requests,
+	    st->token_status, st->token_error);
+	if (m < 0 || (size_t)m >= sz - (size_t)n)
+		return -ENOSPC;
+	return n + m;
 }
 
 /* Parses a non-negative decimal number for a status field. */
@@ -141,6 +151,18 @@ ctlp_status_line(struct ctlp_status *st, const char *line)
 		snprintf(st->reply, sizeof(st->reply), "%s", v);
 	else if (K("advice"))
 		snprintf(st->advice, sizeof(st->advice), "%s", v);
+	else if (K("oauth"))
+		st->oauth = ctlp_num(v) == 1;
+	else if (K("token_valid_until"))
+		st->token_valid_until = (time_t)ctlp_num(v);
+	else if (K("token_last_refresh"))
+		st->token_last_refresh = (time_t)ctlp_num(v);
+	else if (K("token_requests"))
+		st->token_requests = (unsigned)ctlp_num(v);
+	else if (K("token_status"))
+		snprintf(st->token_status, sizeof(st->token_status), "%s", v);
+	else if (K("token_error"))
+		snprintf(st->token_error, sizeof(st->token_error), "%s", v);
 	else if (K("upstream")) {
 		for (i = 0; i < sizeof(ctlp_upstream_names) /
 		    sizeof(ctlp_upstream_names[0]); i++)

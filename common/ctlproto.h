@@ -67,6 +67,13 @@ struct ctlp_status {
 	/* The key of the advice for it (common/smtpproto_advice.c), the
 	 * client words it with its own configuration; "" when none. */
 	char advice[64];
+	/* With upstream.auth = "xoauth2" (docs/oauth.md); no secret here. */
+	bool oauth;			/* the token lines are meaningful */
+	time_t token_valid_until;	/* the cached access token's expiry */
+	time_t token_last_refresh;	/* last token request that worked */
+	unsigned token_requests;	/* token requests since start */
+	char token_status[32];		/* oauth_status_name() of the last */
+	char token_error[256];		/* the last failure, "" when none */
 };
 
 /* "ok", "retrying", "paused-credentials", "paused-quota", "unknown". */

@@ -29,6 +29,7 @@
 #include "smtp.h"
 #include "smtpproto.h"
 #include "sysd.h"
+#include "token.h"
 
 #define STOP_GRACE_SECONDS	10
 
@@ -160,6 +161,30 @@ daemon_status(void *arg, char *buf, size_t bufsz)
 
 /* ---- the control socket (ctl.h) and the maildrop (pickup.h) ---- */
 
+/* STATUS: the OAuth token's state, never the token (docs/oauth.md). */
+static void
+daemon_ctl_token(const struct daemon *d, struct ctlp_status *st)
+{
+	struct token_info ti;
+	char *p;
+
+	if (d->cfg->upstream.auth != CFG_AUTH_XOAUTH2)
+		return;
+	token_info(sched_token(d->sched), &ti);
+	st->oauth = true;
+	st->token_valid_until = ti.valid_until;
+	st->token_last_refresh = ti.last_refresh;
+	st->token_requests = ti.requests;
+	snprintf(st->token_status, sizeof(st->token_status), "%s",
+	    ti.last_error[0] != '\0' ? oauth_status_name(ti.last_status) :
+	    ti.refreshing ? "refreshing" : "ok");
+	snprintf(st->token_error, sizeof(st->token_error), "%s",
+	    ti.last_error);
+	for (p = st->token_error; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
 /* STATUS: the scheduler's view of the queue and the upstream. */
 static void
 daemon_ctl_status(void *arg, struct ctlp_status *st)
@@ -184,6 +209,7 @@ daemon_ctl_status(void *arg, struct ctlp_status *st)
 	    ss.reply != NULL ? ss.reply : "");
 	snprintf(st->advice, sizeof(st->advice), "%s",
 	    ss.advice != NULL ? ss.advice->key : "");
+	daemon_ctl_token(d, st);
 }
 
 /* FLUSH: retry now (the scheduler also lifts a pause). */

@@ -23,6 +23,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "ctlproto.h"
+#include "oauth.h"
 #include "queue.h"
 #include "smtpproto.h"
 
@@ -682,6 +683,44 @@ cli_status_fix(const struct cli *c, const struct ctlp_status *st, char *buf,
 	return smtpproto_advice_format(a, &v, buf, sz);
 }
 
+/* The advice for a token status name ("invalid_grant"...), or NULL. */
+static const char *
+cli_token_advice(const struct cli *c, const char *name)
+{
+	enum oauth_status st;
+
+	for (st = OAUTH_TEMP; st <= OAUTH_LOCAL; st++)
+		if (strcmp(name, oauth_status_name(st)) == 0)
+			return oauth_advice(st, &c->cfg->upstream.oauth);
+	return NULL;
+}
+
+/* The OAuth lines of status (docs/oauth.md): never the token itself. */
+static void
+cli_status_token(const struct cli *c, const struct ctlp_status *st,
+    time_t now)
+{
+	const char *advice = cli_token_advice(c, st->token_status);
+	char t[32];
+
+	if (st->token_valid_until > now)
+		printf("oauth token:   valid until %s", cli_fmt_time(t,
+		    sizeof(t), st->token_valid_until));
+	else
+		printf("oauth token:   none cached (one is requested at the "
+		    "next login)");
+	printf(", %u request%s since start\n", st->token_requests,
+	    st->token_requests == 1 ? "" : "s");
+	if (st->token_last_refresh != 0)
+		printf("last refresh:  %s\n", cli_fmt_time(t, sizeof(t),
+		    st->token_last_refresh));
+	if (st->token_error[0] != '\0')
+		printf("token error:   %s: %s\n", st->token_status,
+		    st->token_error);
+	if (st->token_error[0] != '\0' && advice != NULL)
+		printf("fix:           %s\n", advice);
+}
+
 static void
 cli_status_human(const struct cli *c, const struct cli_status *s)
 {
@@ -730,6 +769,8 @@ cli_status_human(const struct cli *c, const struct cli_status *s)
 		printf("last reply:    %s\n", st->reply);
 	if (cli_status_fix(c, st, fix, sizeof(fix)) != NULL)
 		printf("fix:           %s\n", fix);
+	if (st->oauth)
+		cli_status_token(c, st, now);
 }
 
 static void
@@ -777,7 +818,20 @@ cli_status_json(const struct cli *c, const struct cli_status *s)
 	cli_json_str(stdout, st->advice[0] != '\0' ? st->advice : NULL);
 	printf(",\"fix\":");
 	cli_json_str(stdout, cli_status_fix(c, st, fix, sizeof(fix)));
-	printf("}}\n");
+	printf("}");
+	if (st->oauth) {
+		printf(",\"oauth\":{\"valid_until\":");
+		cli_json_time(stdout, st->token_valid_until);
+		printf(",\"last_refresh\":");
+		cli_json_time(stdout, st->token_last_refresh);
+		printf(",\"requests\":%u,\"status\":", st->token_requests);
+		cli_json_str(stdout, st->token_status);
+		printf(",\"last_error\":");
+		cli_json_str(stdout, st->token_error[0] != '\0' ?
+		    st->token_error : NULL);
+		printf("}");
+	}
+	printf("}\n");
 }
 
 int

@@ -8,6 +8,7 @@ the messages that reached the upstream, the token requests the endpoint
 counted, the refresh token file, the log, `smartrelay status`, and that no
 token or secret appears in the log or the spool.
 """
+import json
 import os
 import stat
 import subprocess
@@ -145,6 +146,14 @@ def test_gmail_oauthbearer_delivers(oauth_relay):
     assert ft.token_requests == 1
     assert ft.requests[0]["grant"] == "refresh_token"
     d.wait_log("oauth access token obtained")
+    st = status(d)
+    assert "oauth token:   valid until" in st and "last refresh:" in st
+    assert "token error" not in st
+    js = json.loads(subprocess.run([SMARTRELAY, "-c", d.conf, "status",
+                                    "--json"], capture_output=True,
+                                   text=True, timeout=30).stdout)
+    assert js["oauth"]["requests"] == 1 and js["oauth"]["status"] == "ok"
+    assert js["oauth"]["valid_until"] and js["oauth"]["last_error"] is None
 
 
 def test_office365_xoauth2_client_credentials(oauth_relay):
@@ -260,7 +269,10 @@ def test_revoked_refresh_token_pauses(oauth_relay):
     assert "smartrelay oauth" in log and "7 days" in log
     assert len(d.messages()) == 1 and fg.messages == []
     st = status(d)
-    assert "paused" in st and "invalid_grant" in st
+    assert "paused" in st
+    assert "token error:   invalid_grant: HTTP 400 invalid_grant" in st
+    assert "fix:" in st and "7 days" in st
+    assert "oauth token:   none cached" in st and "1 request since" in st
     # Signing in again (a new refresh token in the file) and a flush.
     with ft.lock:
         ft.refresh_tokens.add("1//new-after-oauth")

@@ -72,11 +72,15 @@ enum smtpproto_mech {
 	SMTPPROTO_MECH_NONE,		/* nothing we can use is offered */
 	SMTPPROTO_MECH_PLAIN,
 	SMTPPROTO_MECH_LOGIN,
+	SMTPPROTO_MECH_OAUTHBEARER,	/* RFC 7628, preferred for tokens */
+	SMTPPROTO_MECH_XOAUTH2,
 };
 
 /* The password mechanism to use for the offered SMTPPROTO_EXT_* bits. */
 enum smtpproto_mech smtpproto_auth_choose(unsigned ext);
-/* "PLAIN", "LOGIN" or "none". */
+/* The token mechanism (upstream.auth = "xoauth2") for the offered bits. */
+enum smtpproto_mech smtpproto_oauth_choose(unsigned ext);
+/* "PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2" or "none". */
 const char *smtpproto_mech_name(enum smtpproto_mech m);
 
 /*
@@ -97,6 +101,25 @@ int smtpproto_auth_login(char **line, size_t *len);
  */
 int smtpproto_auth_login_step(unsigned step, const char *user,
     const char *pw, size_t pwlen, char **line, size_t *len);
+/*
+ * The OAuth mechanisms (docs/oauth.md), with an access token of toklen
+ * bytes; -EINVAL when user (or host) holds a character the formats cannot
+ * carry (a control character, ',' or '=').
+ *   "AUTH XOAUTH2 " base64("user=" USER ^A "auth=Bearer " TOKEN ^A ^A)
+ *   "AUTH OAUTHBEARER " base64("n,a=" USER "," ^A "host=" HOST ^A
+ *       "port=" PORT ^A "auth=Bearer " TOKEN ^A ^A)   (RFC 7628 §3.1)
+ */
+int smtpproto_auth_xoauth2(const char *user, const char *tok, size_t toklen,
+    char **line, size_t *len);
+int smtpproto_auth_oauthbearer(const char *user, const char *host,
+    unsigned port, const char *tok, size_t toklen, char **line, size_t *len);
+/*
+ * After a refused token the server sends a 334 error challenge (base64
+ * JSON, "status":"401"); the client's answer, after which the server ends
+ * the exchange with a 535: an empty line for XOAUTH2, "AQ==" (base64 of
+ * ^A, RFC 7628 §3.2.3) for OAUTHBEARER.
+ */
+const char *smtpproto_oauth_abort(enum smtpproto_mech m);
 /* prefix followed by base64(raw): the building block of the encoders. */
 int smtpproto_b64_line(const char *prefix, const void *raw, size_t rawlen,
     char **line, size_t *len);

@@ -51,7 +51,6 @@
 #include "queue.h"
 #include "oauth.h"
 #include "reply.h"
-#include "sasl_oauth.h"
 #include "smtpproto.h"
 #include "tls.h"
 #include "token.h"
@@ -675,20 +674,16 @@ relay_token_failed(struct relay_session *s, enum oauth_status st,
 static void
 relay_send_oauth(struct relay_session *s)
 {
-	struct oauth_secret msg;
-	bool bearer = (s->ext & SMTPPROTO_EXT_AUTH_OAUTHBEARER) != 0;
+	enum smtpproto_mech mech = smtpproto_oauth_choose(s->ext);
 	char *line = NULL;
 	size_t len;
 	int r;
 
-	if ((r = oauth_secret_init(&msg, CFG_OAUTH_SECRET_MAX + 1024)) == 0)
-		r = bearer ? sasl_oauthbearer(s->username, s->host, s->port,
-		    &s->token, &msg) : sasl_xoauth2(s->username, &s->token,
-		    &msg);
-	if (r == 0)
-		r = smtpproto_b64_line(bearer ? "AUTH OAUTHBEARER " :
-		    "AUTH XOAUTH2 ", msg.buf, msg.len, &line, &len);
-	oauth_secret_free(&msg);
+	r = mech == SMTPPROTO_MECH_OAUTHBEARER ?
+	    smtpproto_auth_oauthbearer(s->username, s->host, s->port,
+	    s->token.buf, s->token.len, &line, &len) :
+	    smtpproto_auth_xoauth2(s->username, s->token.buf, s->token.len,
+	    &line, &len);
 	if (r == 0)
 		r = relay_send_secret(s, line, len, 0);
 	if (r < 0) {
@@ -697,6 +692,7 @@ relay_send_oauth(struct relay_session *s)
 		    "login" : "out of memory");
 		return;
 	}
+	s->mech = mech;
 	s->auth_step = 0;
 	relay_expect(s, RELAY_AUTH);
 }
@@ -727,7 +723,7 @@ relay_start_oauth(struct relay_session *s)
 	char why[RELAY_REPLY_MAX];
 	int r;
 
-	if (!(s->ext & (SMTPPROTO_EXT_AUTH_XOAUTH2 | SMTPPROTO_EXT_AUTH_OAUTHBEARER))) {
+	if (smtpproto_oauth_choose(s->ext) == SMTPPROTO_MECH_NONE) {
 		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS,
 		    "the upstream offers neither AUTH XOAUTH2 nor OAUTHBEARER: "
 		    "auth = \"xoauth2\" cannot log in there (check "
@@ -763,8 +759,7 @@ static void
 relay_oauth_challenge(struct relay_session *s)
 {
 	relay_send_line(s, s->auth_step++ > 0 ? "*" :
-	    (s->ext & SMTPPROTO_EXT_AUTH_OAUTHBEARER) ? SASL_OAUTHBEARER_ABORT :
-	    SASL_XOAUTH2_ABORT);
+	    smtpproto_oauth_abort(s->mech));
 	relay_arm(s, s->env->cfg->upstream.timeout);
 }
 

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "oauth.h"
+
 struct cfg;
 
 struct cli {
@@ -56,6 +58,16 @@ int cli_status(struct cli *c, int argc, char **argv);
 int cli_sendmail(struct cli *c, int argc, char **argv);
 /* The upstream doctor, cli_doctor.c: 0, 1 (a step failed) or sysexits. */
 int cli_doctor(struct cli *c, int argc, char **argv);
+int cli_oauth(struct cli *c, int argc, char **argv);
+
+/*
+ * cli_oauth.c: one token request with the configured grant (the doctor's
+ * token step); a rotated refresh token is stored.  OAUTH_OK fills access
+ * (initialised by the caller) and *expires_in; else why[sz] says why.
+ */
+enum oauth_status cli_oauth_token(const struct cfg *cfg,
+    struct oauth_secret *access, long *expires_in, bool *rotated,
+    char *why, size_t sz);
 
 /* Listing, as mailq and sendmail -bp do it (json: the --json schema). */
 int cli_list(struct cli *c, bool json);

@@ -51,6 +51,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "log.h"
+#include "oauth.h"
 #include "reply.h"
 #include "smtpproto.h"
 #include "tls.h"
@@ -76,6 +77,7 @@ struct doc {
 	bool pw_spaces;			/* spaces inside were removed */
 	bool pw_app_like;		/* 16 letters, like an App Password */
 	size_t pw_len;
+	struct oauth_secret token;	/* auth = "xoauth2": the access token */
 
 	struct addrinfo *ai;		/* owned: the host's addresses */
 	int fd;				/* the connection, -1: none */
@@ -474,6 +476,31 @@ doc_password_help(const struct doc *d, int r)
 	}
 }
 
+/* Step 1 with auth = "xoauth2": one token request (docs/oauth.md). */
+static bool
+doc_token(struct doc *d)
+{
+	const struct cfg_oauth *o = &d->cfg->upstream.oauth;
+	enum oauth_status st;
+	char why[600];
+	bool rotated;
+	long life = 0;
+
+	if (oauth_secret_init(&d->token, CFG_OAUTH_SECRET_MAX) < 0)
+		return false;
+	st = cli_oauth_token(d->cfg, &d->token, &life, &rotated, why,
+	    sizeof(why));
+	if (st != OAUTH_OK) {
+		doc_step("token", false, "%s: %s", oauth_status_name(st), why);
+		doc_explain("%s", oauth_advice(st, o));
+		return false;
+	}
+	doc_step("token", true, "%s grant, access token for %lds from %s%s",
+	    cfg_grant_name(o->grant), life, o->token_url, rotated ?
+	    " (a new refresh token was stored)" : "");
+	return true;
+}
+
 /* Step 1: the configuration and the password source. */
 static bool
 doc_check_config(struct doc *d)
@@ -488,6 +515,8 @@ doc_check_config(struct doc *d)
 	    u->username != NULL ? u->username : "(none: no AUTH)");
 	if (u->username == NULL)
 		return true;
+	if (u->auth == CFG_AUTH_XOAUTH2)
+		return doc_token(d);
 	d->pw_path = doc_password_path(d->cfg, &d->pw_credential);
 	r = cfg_read_password(d->cfg, &s, &err);
 	if (r < 0) {
@@ -1071,6 +1100,50 @@ doc_auth_help(const struct doc *d)
 		    "really contains spaces, that is the problem.", pw);
 }
 
+/* Step 6 with auth = "xoauth2": OAUTHBEARER when offered, else XOAUTH2. */
+static bool
+doc_auth_oauth(struct doc *d)
+{
+	const char *user = d->cfg->upstream.username;
+	enum smtpproto_mech mech = smtpproto_oauth_choose(d->ehlo.ext);
+	char rs[600], *line;
+	size_t len;
+	int r;
+
+	if (mech == SMTPPROTO_MECH_NONE) {
+		doc_step("auth", false, "the server offers %s%s",
+		    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " :
+		    "no AUTH", d->ehlo.ext & SMTPPROTO_EXT_AUTH ?
+		    d->ehlo.auth : "");
+		doc_explain("auth = \"xoauth2\" needs AUTH XOAUTH2 or "
+		    "OAUTHBEARER, which this server does not offer here. "
+		    "Check upstream.host and upstream.port.");
+		return false;
+	}
+	r = mech == SMTPPROTO_MECH_OAUTHBEARER ?
+	    smtpproto_auth_oauthbearer(user, d->cfg->upstream.host,
+	    d->cfg->upstream.port, d->token.buf, d->token.len, &line, &len) :
+	    smtpproto_auth_xoauth2(user, d->token.buf, d->token.len, &line,
+	    &len);
+	r = doc_send_secret(d, r, line, len, false);
+	if (r >= 0 && d->reply.code == 334)	/* the 401 error challenge */
+		r = doc_cmd(d, smtpproto_oauth_abort(mech), true);
+	if (r < 0 || d->reply.code != 235) {
+		doc_cmd_failed(d, "auth", "AUTH", r);
+		if (r >= 0 && reply_class(&d->reply) == 5)
+			doc_explain("The server refused a fresh access token: "
+			    "check that upstream.username is the account "
+			    "that signed in with `smartrelay oauth`, and the "
+			    "scope (Google: https://mail.google.com/; "
+			    "Microsoft 365: SMTP.Send, and SMTP AUTH allowed "
+			    "for the mailbox).");
+		return false;
+	}
+	doc_step("auth", true, "%s as %s: %s", smtpproto_mech_name(mech),
+	    user, doc_reply_str(d, rs, sizeof(rs)));
+	return true;
+}
+
 /* Step 6: log in with upstream.username and the password. */
 static bool
 doc_auth(struct doc *d)
@@ -1085,6 +1158,8 @@ doc_auth(struct doc *d)
 		doc_step("auth", true, "skipped: no upstream.username");
 		return true;
 	}
+	if (d->cfg->upstream.auth == CFG_AUTH_XOAUTH2)
+		return doc_auth_oauth(d);
 	if (mech == SMTPPROTO_MECH_NONE) {
 		doc_step("auth", false, "the server offers %s%s",
 		    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " :
@@ -1311,6 +1386,7 @@ doc_free(struct doc *d)
 	if (d->ai != NULL)
 		freeaddrinfo(d->ai);
 	free(d->pw_path);
+	oauth_secret_free(&d->token);
 	explicit_bzero(d->in, sizeof(d->in));
 	ERR_clear_error();
 }

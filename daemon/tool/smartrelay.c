@@ -35,6 +35,7 @@ usage(FILE *f)
 	    "  delete ID...        remove messages from the queue\n"
 	    "  status [--json]     daemon, queue and upstream state\n"
 	    "  test [--to ADDR]    diagnose the upstream settings\n"
+	    "  oauth               sign in once for auth = \"xoauth2\"\n"
 	    "  sendmail ARGS       the sendmail interface (also: sendmail)\n"
 	    "  -c FILE             configuration (default %s)\n",
 	    SMARTRELAY_DEFAULT_CONFIG);
@@ -49,6 +50,7 @@ static const struct {
 	{ "delete", cli_delete },
 	{ "status", cli_status },
 	{ "test", cli_doctor },
+	{ "oauth", cli_oauth },
 	{ "sendmail", cli_sendmail },
 };
 

@@ -349,3 +349,112 @@ def test_office365_password_refused_advice(tmp_path, fakegmail_factory):
         assert len(d.messages()) == 1
     finally:
         d.stop()
+
+
+# -- smartrelay oauth and smartrelay test ---------------------------------------
+
+def run_tool(d, *args, timeout=60):
+    return subprocess.run([SMARTRELAY, "-c", d.conf] + list(args),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_oauth_device_flow(oauth_relay):
+    """Microsoft's device code flow: URL and code printed, polling until
+    the person signed in, the refresh token file written and checked."""
+    d, fg, ft = oauth_relay(start=False, token={"device_polls": 3})
+    os.unlink(d.rt_file)
+    p = run_tool(d, "oauth")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "https://microsoft.com/devicelogin" in p.stdout
+    assert "FAKE-CODE" in p.stdout and "checked:" in p.stdout
+    with open(d.rt_file) as f:
+        rt = f.read().strip()
+    assert rt in ft.current_refresh_tokens()
+    assert stat.S_IMODE(os.stat(d.rt_file).st_mode) == 0o600
+    grants = [r["grant"] for r in ft.requests if r["path"] == "/token"]
+    assert grants[:3] == ["urn:ietf:params:oauth:grant-type:device_code"] * 3
+    assert grants[-1] == "refresh_token"      # the check
+    for s in ft.all_secrets():
+        assert s not in p.stdout + p.stderr
+    # The daemon delivers with what the tool wrote.
+    d.start()
+    send(d)
+    fg.wait_for_messages(1)
+
+
+def test_oauth_device_flow_expired(oauth_relay):
+    """The code expires before anyone signs in: a clear stop."""
+    d, fg, ft = oauth_relay(start=False)
+    orig = ft.devicecode
+
+    def forget(form):                  # the code is gone at once
+        status, ans = orig(form)
+        with ft.lock:
+            ft.devices.clear()
+        return status, ans
+    ft.devicecode = forget
+    p = run_tool(d, "oauth")
+    assert p.returncode == 1
+    assert "expired_token" in p.stderr and "run `smartrelay oauth` again" \
+        in p.stderr
+
+
+def test_oauth_browser_pkce(oauth_relay):
+    """Google's installed-app flow: the tool prints the authorisation URL,
+    the browser (this test) follows the consent redirect to the tool's
+    loopback listener, the tool exchanges the code with its verifier."""
+    import http.client
+    import ssl
+    import urllib.parse
+    d, fg, ft = oauth_relay(start=False, provider="google")
+    os.unlink(d.rt_file)
+    auth = "https://localhost:%d/authorize" % ft.port
+    p = subprocess.Popen([SMARTRELAY, "-c", d.conf, "oauth", "--auth-url",
+                          auth], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+                         text=True)
+    try:
+        url = None
+        while url is None:
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+            if line.startswith(auth):
+                url = line.strip()
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        assert q["code_challenge_method"] == "S256"
+        assert q["redirect_uri"].startswith("http://127.0.0.1:")
+        assert q["access_type"] == "offline"
+        ctx = ssl.create_default_context(cafile=ft.ca_file)
+        c = http.client.HTTPSConnection("localhost", ft.port, context=ctx)
+        c.request("GET", url[len("https://localhost:%d" % ft.port):])
+        r = c.getresponse()
+        assert r.status == 302
+        loc = urllib.parse.urlsplit(r.getheader("Location"))
+        c = http.client.HTTPConnection(loc.hostname, loc.port, timeout=10)
+        c.request("GET", loc.path + "?" + loc.query)
+        assert c.getresponse().status == 200
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, out + err
+    assert "checked:" in out
+    with open(d.rt_file) as f:
+        assert f.read().strip() in ft.current_refresh_tokens()
+
+
+def test_doctor_token_step(oauth_relay):
+    d, fg, ft = oauth_relay(start=False)
+    p = run_tool(d, "test")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "refresh_token grant, access token for 3600s" in p.stdout
+    assert "OAUTHBEARER as %s" % fg.user in p.stdout
+    assert oauth_auths(fg)[0].success
+    ft.revoke_refresh_tokens()
+    p = run_tool(d, "test")
+    assert p.returncode == 78
+    words = " ".join(p.stdout.split())
+    assert "token FAILED invalid_grant" in words
+    assert "run `smartrelay oauth` again" in words
+    for s in ft.all_secrets():
+        assert s not in p.stdout + p.stderr

@@ -163,6 +163,50 @@ test_auth_login_lines(void **state)
 	assert_null(line);
 }
 
+/* XOAUTH2 and OAUTHBEARER (docs/oauth.md, RFC 7628 §3.1). */
+static void
+test_auth_oauth_lines(void **state)
+{
+	static const char xo[] = "user=me@gmail.com\001auth=Bearer "
+	    "ya29.tok\001\001";
+	static const char ob[] = "n,a=me@gmail.com,\001host=smtp.gmail.com"
+	    "\001port=587\001auth=Bearer ya29.tok\001\001";
+	unsigned char raw[256];
+	char *line;
+	size_t len;
+
+	assert_int_equal(smtpproto_auth_xoauth2("me@gmail.com", "ya29.tok", 8,
+	    &line, &len), 0);
+	assert_int_equal(strncmp(line, "AUTH XOAUTH2 ", 13), 0);
+	assert_int_equal(unb64(line + 13, raw), (int)sizeof(xo) - 1);
+	assert_memory_equal(raw, xo, sizeof(xo) - 1);
+	smtpproto_line_free(line, len);
+	assert_int_equal(smtpproto_auth_oauthbearer("me@gmail.com",
+	    "smtp.gmail.com", 587, "ya29.tok", 8, &line, &len), 0);
+	assert_int_equal(strncmp(line, "AUTH OAUTHBEARER ", 17), 0);
+	assert_int_equal(unb64(line + 17, raw), (int)sizeof(ob) - 1);
+	assert_memory_equal(raw, ob, sizeof(ob) - 1);
+	smtpproto_line_free(line, len);
+	/* A user name that would break the format: refused, nothing made. */
+	assert_int_equal(smtpproto_auth_xoauth2("a\001auth=x", "t", 1, &line,
+	    &len), -EINVAL);
+	assert_null(line);
+	assert_int_equal(smtpproto_auth_oauthbearer("a,b@c", "h", 1, "t", 1,
+	    &line, &len), -EINVAL);
+	/* Which one, and the answer to the error challenge. */
+	assert_int_equal(smtpproto_oauth_choose(SMTPPROTO_EXT_AUTH_XOAUTH2 |
+	    SMTPPROTO_EXT_AUTH_OAUTHBEARER), SMTPPROTO_MECH_OAUTHBEARER);
+	assert_int_equal(smtpproto_oauth_choose(SMTPPROTO_EXT_AUTH_XOAUTH2),
+	    SMTPPROTO_MECH_XOAUTH2);
+	assert_int_equal(smtpproto_oauth_choose(SMTPPROTO_EXT_AUTH_PLAIN),
+	    SMTPPROTO_MECH_NONE);
+	assert_string_equal(smtpproto_oauth_abort(SMTPPROTO_MECH_XOAUTH2), "");
+	assert_string_equal(smtpproto_oauth_abort(SMTPPROTO_MECH_OAUTHBEARER),
+	    "AQ==");
+	assert_string_equal(smtpproto_mech_name(SMTPPROTO_MECH_XOAUTH2),
+	    "XOAUTH2");
+}
+
 /* ---- MAIL and RCPT ---- */
 
 static void
@@ -442,6 +486,7 @@ main(void)
 		cmocka_unit_test(test_ehlo_edge_cases),
 		cmocka_unit_test(test_auth_plain_line),
 		cmocka_unit_test(test_auth_login_lines),
+		cmocka_unit_test(test_auth_oauth_lines),
 		cmocka_unit_test(test_mail_params),
 		cmocka_unit_test(test_rcpt),
 		cmocka_unit_test(test_qualify_sender),

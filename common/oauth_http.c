@@ -61,14 +61,22 @@ static void
 oauth_http_wipe_buffer(struct evbuffer *b)
 {
 	struct evbuffer_iovec v[16];
+	size_t done;
 	int i, n;
 
 	if (b == NULL)
 		return;
-	n = evbuffer_peek(b, -1, NULL, v, 16);
-	for (i = 0; i < n && i < 16; i++)
-		explicit_bzero(v[i].iov_base, v[i].iov_len);
-	evbuffer_drain(b, evbuffer_get_length(b));
+	while (evbuffer_get_length(b) > 0) {
+		n = evbuffer_peek(b, -1, NULL, v, 16);
+		done = 0;
+		for (i = 0; i < n && i < 16; i++) {
+			explicit_bzero(v[i].iov_base, v[i].iov_len);
+			done += v[i].iov_len;
+		}
+		if (done == 0)
+			break;
+		evbuffer_drain(b, done);
+	}
 }
 
 /* Records the outcome once and schedules the delivery. */

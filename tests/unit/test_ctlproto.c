@@ -137,6 +137,35 @@ test_status_round_trip(void **state)
 	assert_int_equal(ctlp_status_format(&in, buf, 40), -ENOSPC);
 }
 
+/* The OAuth token lines: only with oauth set, and they survive the trip. */
+static void
+test_status_token_round_trip(void **state)
+{
+	struct ctlp_status in = {
+		.version = "9.9", .oauth = true,
+		.token_valid_until = 1700003600, .token_last_refresh = 1700000000,
+		.token_requests = 3, .token_status = "invalid_grant",
+		.token_error = "HTTP 400 invalid_grant: Token has been expired "
+		    "or revoked.",
+	}, out;
+	char buf[4096], *line, *save = NULL;
+
+	assert_true(ctlp_status_format(&in, buf, sizeof(buf)) > 0);
+	memset(&out, 0, sizeof(out));
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		ctlp_status_line(&out, line);
+	assert_true(out.oauth);
+	assert_int_equal(out.token_valid_until, in.token_valid_until);
+	assert_int_equal(out.token_last_refresh, in.token_last_refresh);
+	assert_int_equal(out.token_requests, 3);
+	assert_string_equal(out.token_status, "invalid_grant");
+	assert_string_equal(out.token_error, in.token_error);
+	in.oauth = false;
+	assert_true(ctlp_status_format(&in, buf, sizeof(buf)) > 0);
+	assert_null(strstr(buf, "token_"));
+}
+
 static void
 test_status_lines_from_a_stranger(void **state)
 {
@@ -311,6 +340,7 @@ main(void)
 		cmocka_unit_test(test_parse_request),
 		cmocka_unit_test(test_parse_request_refusals),
 		cmocka_unit_test(test_status_round_trip),
+		cmocka_unit_test(test_status_token_round_trip),
 		cmocka_unit_test(test_status_lines_from_a_stranger),
 		cmocka_unit_test(test_sockaddr_short_and_long),
 		cmocka_unit_test(test_connect_without_daemon),

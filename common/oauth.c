@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "smtpproto.h"
+
 #define SECRET_PAGE	4096
 
 /* ---- secrets ---- */
@@ -474,54 +476,41 @@ oauth_status_name(enum oauth_status st)
 	    names[st] : "?";
 }
 
+/* The row of the advice table (common/smtpproto_advice.c) for st. */
+static enum smtpproto_local
+oauth_advice_row(enum oauth_status st, const struct cfg_oauth *o)
+{
+	switch (st) {
+	case OAUTH_INVALID_GRANT:
+		return o != NULL && o->provider == CFG_OAUTH_GOOGLE ?
+		    SMTPPROTO_LOCAL_OAUTH_GRANT_GOOGLE :
+		    SMTPPROTO_LOCAL_OAUTH_GRANT;
+	case OAUTH_INVALID_CLIENT:
+		return SMTPPROTO_LOCAL_OAUTH_CLIENT;
+	case OAUTH_REFUSED:
+		return SMTPPROTO_LOCAL_OAUTH_REFUSED;
+	case OAUTH_PENDING:
+	case OAUTH_SLOW_DOWN:
+		return SMTPPROTO_LOCAL_OAUTH_PENDING;
+	case OAUTH_EXPIRED:
+		return SMTPPROTO_LOCAL_OAUTH_EXPIRED;
+	case OAUTH_DENIED:
+		return SMTPPROTO_LOCAL_OAUTH_DENIED;
+	case OAUTH_LOCAL:
+		return SMTPPROTO_LOCAL_OAUTH_FILE;
+	case OAUTH_OK:
+	case OAUTH_TEMP:
+		break;
+	}
+	return SMTPPROTO_LOCAL_OAUTH_TEMP;
+}
+
 const char *
 oauth_advice(enum oauth_status st, const struct cfg_oauth *o)
 {
-	bool google = o != NULL && o->provider == CFG_OAUTH_GOOGLE;
-
-	switch (st) {
-	case OAUTH_OK:
+	if (st == OAUTH_OK)
 		return "nothing to do";
-	case OAUTH_TEMP:
-		return "the token endpoint could not be reached or failed; "
-		    "smartrelay retries with backoff; if it lasts, check the "
-		    "network, DNS, oauth.token_url and oauth.ca_file";
-	case OAUTH_INVALID_GRANT:
-		return google ? "Google refused the refresh token (revoked, "
-		    "expired, or the password changed): run `smartrelay "
-		    "oauth` again; if it worked for about a week, the OAuth "
-		    "consent screen is in \"Testing\", where refresh tokens "
-		    "expire after 7 days: set it to \"In production\" and "
-		    "sign in again (docs/oauth.md)" :
-		    "the refresh token was revoked or has expired (password "
-		    "change, consent withdrawn, unused for 90 days, or a "
-		    "policy): run `smartrelay oauth` again (docs/oauth.md)";
-	case OAUTH_INVALID_CLIENT:
-		return "the token endpoint refused the client: check "
-		    "oauth.client_id and the secret in "
-		    "oauth.client_secret_file (Microsoft client secrets "
-		    "expire: make a new one under Certificates & secrets)";
-	case OAUTH_REFUSED:
-		return "the token endpoint refused the request: check "
-		    "oauth.scope, oauth.tenant and oauth.token_url; for "
-		    "Microsoft 365 app-only, that the app has SMTP.SendAsApp "
-		    "with admin consent and an Exchange service principal "
-		    "(docs/oauth.md)";
-	case OAUTH_PENDING:
-	case OAUTH_SLOW_DOWN:
-		return "waiting for the sign-in in the browser";
-	case OAUTH_EXPIRED:
-		return "the sign-in code expired: run `smartrelay oauth` again "
-		    "and sign in within the time shown";
-	case OAUTH_DENIED:
-		return "the sign-in was declined: run `smartrelay oauth` again "
-		    "and accept the permissions";
-	case OAUTH_LOCAL:
-		return "fix the file named in the message (the refresh token "
-		    "file is written by `smartrelay oauth`; its directory must "
-		    "be writable by the daemon)";
-	}
-	return "?";
+	return smtpproto_advice_local(oauth_advice_row(st, o))->fix;
 }
 
 /* ---- the refresh token file ---- */

@@ -117,7 +117,10 @@ enum oauth_status oauth_parse_device(int http_status, const char *body,
 
 /* "ok", "temporary", "invalid_grant", ... */
 const char *oauth_status_name(enum oauth_status st);
-/* What the user should do about st, in plain words (docs/oauth.md). */
+/*
+ * What the user should do about st, in plain words: the fix of its row
+ * in the one advice table (common/smtpproto_advice.c, docs/oauth.md).
+ */
 const char *oauth_advice(enum oauth_status st, const struct cfg_oauth *o);
 
 /* Reads a secret file (client secret, refresh token) into s. */

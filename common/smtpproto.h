@@ -201,6 +201,16 @@ enum smtpproto_local {
 	SMTPPROTO_LOCAL_CERT_NAME,	/* certificate for another name */
 	SMTPPROTO_LOCAL_CERT_DATES,	/* expired or not yet valid */
 	SMTPPROTO_LOCAL_TLS,		/* another handshake failure */
+	/* upstream.auth = "xoauth2": the token endpoint (docs/oauth.md). */
+	SMTPPROTO_LOCAL_OAUTH_TEMP,	/* unreachable, 5xx, garbage */
+	SMTPPROTO_LOCAL_OAUTH_GRANT,	/* invalid_grant */
+	SMTPPROTO_LOCAL_OAUTH_GRANT_GOOGLE, /* invalid_grant from Google */
+	SMTPPROTO_LOCAL_OAUTH_CLIENT,	/* invalid_client */
+	SMTPPROTO_LOCAL_OAUTH_REFUSED,	/* another error */
+	SMTPPROTO_LOCAL_OAUTH_PENDING,	/* device flow: not signed in yet */
+	SMTPPROTO_LOCAL_OAUTH_EXPIRED,	/* device flow: the code expired */
+	SMTPPROTO_LOCAL_OAUTH_DENIED,	/* the person declined */
+	SMTPPROTO_LOCAL_OAUTH_FILE,	/* our token or secret file */
 };
 
 /* One row of the advice table. */

@@ -216,6 +216,52 @@ static const struct smtpproto_advice smtpproto_locals[] = {
 	    "The TLS handshake with {host} failed. Check that upstream.port "
 	    "and upstream.tls belong together: port 587 needs tls = "
 	    "\"starttls\", port 465 needs tls = \"implicit\"." },
+	[SMTPPROTO_LOCAL_OAUTH_TEMP] = { "oauth-temporary", 0, NULL, NULL,
+	    SMTPPROTO_ACT_PAUSE, "the OAuth token endpoint could not be "
+	    "reached or gave no usable answer",
+	    "the token endpoint could not be reached or failed; smartrelay "
+	    "retries with backoff; if it lasts, check the network, DNS, "
+	    "oauth.token_url and oauth.ca_file" },
+	[SMTPPROTO_LOCAL_OAUTH_GRANT] = { "oauth-invalid_grant", 0, NULL,
+	    NULL, SMTPPROTO_ACT_PAUSE, "the refresh token was refused",
+	    "the refresh token was revoked or has expired (password change, "
+	    "consent withdrawn, unused for 90 days, or a policy): run "
+	    "`smartrelay oauth` again (docs/oauth.md)" },
+	[SMTPPROTO_LOCAL_OAUTH_GRANT_GOOGLE] = { "oauth-invalid_grant-google",
+	    0, NULL, NULL, SMTPPROTO_ACT_PAUSE,
+	    "Google refused the refresh token",
+	    "Google refused the refresh token (revoked, expired, or the "
+	    "password changed): run `smartrelay oauth` again; if it worked "
+	    "for about a week, the OAuth consent screen is in \"Testing\", "
+	    "where refresh tokens expire after 7 days: set it to \"In "
+	    "production\" and sign in again (docs/oauth.md)" },
+	[SMTPPROTO_LOCAL_OAUTH_CLIENT] = { "oauth-invalid_client", 0, NULL,
+	    NULL, SMTPPROTO_ACT_PAUSE, "the token endpoint refused the client",
+	    "the token endpoint refused the client: check oauth.client_id and "
+	    "the secret in oauth.client_secret_file (Microsoft client secrets "
+	    "expire: make a new one under Certificates & secrets)" },
+	[SMTPPROTO_LOCAL_OAUTH_REFUSED] = { "oauth-refused", 0, NULL, NULL,
+	    SMTPPROTO_ACT_PAUSE, "the token endpoint refused the request",
+	    "the token endpoint refused the request: check oauth.scope, "
+	    "oauth.tenant and oauth.token_url; for Microsoft 365 app-only, "
+	    "that the app has SMTP.SendAsApp with admin consent and an "
+	    "Exchange service principal (docs/oauth.md)" },
+	[SMTPPROTO_LOCAL_OAUTH_PENDING] = { "oauth-pending", 0, NULL, NULL,
+	    SMTPPROTO_ACT_RETRY, "the sign-in is not finished",
+	    "waiting for the sign-in in the browser" },
+	[SMTPPROTO_LOCAL_OAUTH_EXPIRED] = { "oauth-expired_token", 0, NULL,
+	    NULL, SMTPPROTO_ACT_PAUSE, "the sign-in code expired",
+	    "the sign-in code expired: run `smartrelay oauth` again and sign "
+	    "in within the time shown" },
+	[SMTPPROTO_LOCAL_OAUTH_DENIED] = { "oauth-access_denied", 0, NULL,
+	    NULL, SMTPPROTO_ACT_PAUSE, "the sign-in was declined",
+	    "the sign-in was declined: run `smartrelay oauth` again and "
+	    "accept the permissions" },
+	[SMTPPROTO_LOCAL_OAUTH_FILE] = { "oauth-local", 0, NULL, NULL,
+	    SMTPPROTO_ACT_PAUSE, "a token or secret file cannot be used",
+	    "fix the file named in the message (the refresh token file is "
+	    "written by `smartrelay oauth`; its directory must be writable "
+	    "by the daemon)" },
 };
 
 #define NREPLIES	(sizeof(smtpproto_replies) / sizeof(smtpproto_replies[0]))

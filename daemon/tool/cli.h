@@ -56,6 +56,8 @@ int cli_flush(struct cli *c, int argc, char **argv);
 int cli_delete(struct cli *c, int argc, char **argv);
 int cli_status(struct cli *c, int argc, char **argv);
 int cli_sendmail(struct cli *c, int argc, char **argv);
+/* newaliases: sendmail -bi. */
+int cli_newaliases(struct cli *c, int argc, char **argv);
 /* The upstream doctor, cli_doctor.c: 0, 1 (a step failed) or sysexits. */
 int cli_doctor(struct cli *c, int argc, char **argv);
 int cli_oauth(struct cli *c, int argc, char **argv);
@@ -76,5 +78,7 @@ int cli_do_flush(struct cli *c, char **ids, size_t n);
 
 /* Announces a maildrop submission to the daemon; false if it is down. */
 bool cli_kick(const struct cli *c);
+/* True when the daemon answers on its control socket. */
+bool cli_daemon_up(const struct cli *c);
 
 #endif

@@ -430,6 +430,18 @@ cli_kick(const struct cli *c)
 	return r == 0;
 }
 
+bool
+cli_daemon_up(const struct cli *c)
+{
+	int fd, r;
+
+	if (cli_connect(c, &fd) < 0)
+		return false;
+	r = ctlp_call(fd, "STATUS", NULL, NULL, NULL);
+	close(fd);
+	return r == 0;
+}
+
 /* Prints a FLUSH/DELETE data line: "ID: flushed", "ID: unknown queue id". */
 static void
 cli_print_result(void *arg, const char *line)

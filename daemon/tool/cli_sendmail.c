@@ -53,7 +53,10 @@ enum sm_mode {
 	SM_SMTP,		/* -bs */
 	SM_MAILQ,		/* -bp */
 	SM_FLUSH,		/* -q */
-	SM_NOOP,		/* -bi, -I: no alias database to build */
+	SM_NEWALIASES,		/* -bi, -I, newaliases: aliases are in the config */
+	SM_VERIFY,		/* -bv: how addresses would be routed */
+	SM_DAEMON,		/* -bd, -bl: is the daemon running? */
+	SM_IGNORE,		/* -bh, -bH, -q30m: nothing to do, as Postfix */
 };
 
 /* Stage 1: where the input is relative to lines. */
@@ -73,6 +76,14 @@ struct sm {
 	bool ignore_dots;		/* -i, -oi */
 	const char *from_arg;		/* borrowed: -f/-r, NULL: the user */
 	const char *fullname;		/* borrowed: -F */
+	bool qtime;			/* -q with an interval */
+	/* RFC 3461 DSN requests, parsed but not yet interpreted */
+	const char *dsn_notify;		/* borrowed: -N, NULL if not given */
+	const char *dsn_ret;		/* borrowed: -R */
+	const char *dsn_envid;		/* borrowed: -V */
+	const char **args;		/* owned array of borrowed argv words: */
+	size_t nargs;			/* the recipients (-bv: the addresses) */
+	bool verify_failed;		/* -bv: an address is undeliverable */
 	/* envelope */
 	char from[ADDR_MAX];
 	char **rcpt;			/* owned array of owned addresses */
@@ -88,6 +99,7 @@ struct sm {
 	bool ended;			/* the input ended with a "." line */
 	/* stage 2 */
 	bool in_headers;
+	bool mbox_from;			/* still at the start: skip "From " */
 	char *hdr;			/* owned: the buffered header section */
 	size_t hdrlen, hdrcap, hdrscan;
 	/* stage 3 */
@@ -104,6 +116,49 @@ static bool
 sm_takes_value(char c)
 {
 	return strchr("ABCFLNORVXfhopr", c) != NULL;
+}
+
+/* -bX: the mode letter, as Postfix's sendmail knows them. */
+static int
+sm_mode(struct sm *s, const char *v)
+{
+	static const struct {
+		char letter;
+		enum sm_mode mode;
+	} modes[] = {
+		{ 'm', SM_SUBMIT }, { 's', SM_SMTP }, { 'p', SM_MAILQ },
+		{ 'i', SM_NEWALIASES }, { 'v', SM_VERIFY }, { 'd', SM_DAEMON },
+		{ 'l', SM_DAEMON }, { 'h', SM_IGNORE }, { 'H', SM_IGNORE },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (v[0] == modes[i].letter && v[1] == '\0') {
+			s->mode = modes[i].mode;
+			return 0;
+		}
+	cli_err(s->cli, "unsupported: -b%.20s (smartrelay knows -bm, -bs, "
+	    "-bp, -bv, -bi, -bd, -bl, -bh, -bH)", v);
+	return EX_USAGE;
+}
+
+/*
+ * -q: alone (or -qR SITE: there is one smart host) retry now; -q with an
+ * interval ("-q30m", a daemon's schedule) does nothing, as in Postfix.
+ */
+static int
+sm_queue_opt(struct sm *s, const char *v)
+{
+	if (*v == '\0' || *v == 'R') {
+		s->mode = SM_FLUSH;
+		return 0;
+	}
+	if (*v >= '0' && *v <= '9') {
+		s->qtime = true;
+		return 0;
+	}
+	cli_err(s->cli, "-q%.20s is not implemented", v);
+	return EX_USAGE;
 }
 
 /* Handles one option letter with its value (NULL for flags). */
@@ -138,29 +193,24 @@ sm_option(struct sm *s, char c, const char *v)
 		cli->verbose = true;
 		break;
 	case 'b':
-		if (strcmp(v, "m") == 0)
-			s->mode = SM_SUBMIT;
-		else if (strcmp(v, "s") == 0)
-			s->mode = SM_SMTP;
-		else if (strcmp(v, "p") == 0)
-			s->mode = SM_MAILQ;
-		else if (strcmp(v, "i") == 0)
-			s->mode = SM_NOOP;
-		else {
-			cli_err(cli, "unsupported mode -b%s (smartrelay "
-			    "knows -bm, -bs, -bp, -bi)", v);
-			return EX_USAGE;
-		}
-		break;
+		return sm_mode(s, v);
 	case 'q':
-		s->mode = SM_FLUSH;
-		break;
+		return sm_queue_opt(s, v);
 	case 'I':
-		s->mode = SM_NOOP;
+		s->mode = SM_NEWALIASES;
 		break;
-	case 'A': case 'B': case 'L': case 'N': case 'O': case 'R': case 'V':
-	case 'X': case 'h': case 'p': case 'd': case 'e': case 'G': case 'U':
-	case 'm': case 'n': case 'x': case 'c':
+	case 'N':
+		s->dsn_notify = v;
+		break;
+	case 'R':
+		s->dsn_ret = v;
+		break;
+	case 'V':
+		s->dsn_envid = v;
+		break;
+	case 'A': case 'B': case 'L': case 'O': case 'X': case 'h': case 'p':
+	case 'd': case 'e': case 'G': case 'U': case 'm': case 'n': case 'x':
+	case 'c':
 		break;		/* accepted and ignored */
 	default:
 		cli_err(cli, "unknown option -%c", c);
@@ -170,45 +220,96 @@ sm_option(struct sm *s, char c, const char *v)
 }
 
 /*
- * Parses the options like getopt (clusters "-ti", values attached "-fa@b"
- * or apart "-f a@b"); -b, -o, -q, -d and -e take the rest of their word.
- * Returns the index of the first recipient, or -(status) on a problem.
+ * One option word ("-ti", "-fa@b", "-f" "a@b", "-oi", "-bs"), like getopt:
+ * -b, -o, -q, -d and -e take the rest of their word.  *i moves past a
+ * value taken from the next argument.
+ */
+static int
+sm_option_word(struct sm *s, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *v;
+	int j, r;
+
+	for (j = 1; a[j] != '\0'; j++) {
+		v = NULL;
+		if (strchr("bqde", a[j]) != NULL || (a[j] == 'o' &&
+		    a[j + 1] != '\0'))
+			v = a + j + 1;
+		else if (sm_takes_value(a[j])) {
+			if (a[j + 1] != '\0')
+				v = a + j + 1;
+			else if (*i + 1 < argc)
+				v = argv[++*i];
+			else {
+				cli_err(s->cli, "option -%c needs a value",
+				    a[j]);
+				return EX_USAGE;
+			}
+		}
+		if ((r = sm_option(s, a[j], v)) != 0)
+			return r;
+		if (v != NULL)
+			break;
+	}
+	return 0;
+}
+
+/* Options that do not go together (as Postfix's sendmail checks them). */
+static int
+sm_check_mode(struct sm *s)
+{
+	if (s->extract && s->mode != SM_SUBMIT) {
+		cli_err(s->cli, "-t can be used only in delivery mode");
+		return EX_USAGE;
+	}
+	if (s->qtime && s->mode != SM_DAEMON)
+		s->mode = SM_IGNORE;	/* -q30m: a schedule, nothing to do */
+	if (s->nargs > 0 && s->mode != SM_SUBMIT && s->mode != SM_VERIFY) {
+		cli_err(s->cli, "this mode takes no recipients (\"%.100s\")",
+		    s->args[0]);
+		return EX_USAGE;
+	}
+	if (s->nargs == 0 && s->mode == SM_VERIFY) {
+		cli_err(s->cli, "-bv needs the addresses to verify");
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+/*
+ * Parses the command line with GNU-style permutation, as Postfix's
+ * sendmail does on Linux: options may follow recipients
+ * ("sendmail rcpt@x -f me@y"), "--" ends the options, and nothing that
+ * starts with '-' ever becomes a recipient, not even after "--" (a
+ * mistyped option must not turn into an address).  The recipients go to
+ * s->args in their order.  Returns 0 or a sysexits status.
  */
 static int
 sm_parse(struct sm *s, int argc, char **argv)
 {
-	const char *a, *v;
-	int i, j, r;
+	bool options = true;
+	int i, r;
 
+	if ((s->args = calloc((size_t)argc + 1, sizeof(*s->args))) == NULL)
+		return EX_OSERR;
 	for (i = 1; i < argc; i++) {
-		a = argv[i];
-		if (strcmp(a, "--") == 0)
-			return i + 1;
-		if (a[0] != '-' || a[1] == '\0')
-			return i;
-		for (j = 1; a[j] != '\0'; j++) {
-			v = NULL;
-			if (strchr("bqde", a[j]) != NULL || (a[j] == 'o' &&
-			    a[j + 1] != '\0'))
-				v = a + j + 1;
-			else if (sm_takes_value(a[j])) {
-				if (a[j + 1] != '\0')
-					v = a + j + 1;
-				else if (i + 1 < argc)
-					v = argv[++i];
-				else {
-					cli_err(s->cli, "option -%c needs a "
-					    "value", a[j]);
-					return -EX_USAGE;
-				}
-			}
-			if ((r = sm_option(s, a[j], v)) != 0)
-				return -r;
-			if (v != NULL)
-				break;
+		if (options && strcmp(argv[i], "--") == 0) {
+			options = false;
+			continue;
 		}
+		if (options && argv[i][0] == '-' && argv[i][1] != '\0') {
+			if ((r = sm_option_word(s, argc, argv, &i)) != 0)
+				return r;
+			continue;
+		}
+		if (argv[i][0] == '-') {
+			cli_err(s->cli, "\"%.100s\": a recipient may not start "
+			    "with '-'", argv[i]);
+			return EX_USAGE;
+		}
+		s->args[s->nargs++] = argv[i];
 	}
-	return i;
+	return sm_check_mode(s);
 }
 
 /* ---- addresses ---------------------------------------------------------- */
@@ -245,12 +346,35 @@ sm_sender(struct sm *s)
 	if (*v == '\0')
 		*addr = '\0';		/* -f "": the null sender */
 	else if (addr_parse_path(v, addr, sizeof(addr), &rest) < 0 ||
-	    *rest != '\0')
+	    *rest != '\0' || *addr == '-')
 		goto bad;
 	if (sm_set_from(s, addr) == 0)
 		return 0;
 bad:
 	cli_err(s->cli, "bad sender address \"%.100s\"", v);
+	return EX_DATAERR;
+}
+
+/*
+ * Resolves one recipient as the inbound session does (common/smtpproto.c);
+ * one that starts with '-' is refused too (Postfix's allow_min_user = no:
+ * a mistyped option).  Returns 0, or EX_DATAERR with *why.
+ */
+static int
+sm_resolve(struct sm *s, const char *in, char *out, size_t outsz,
+    const char **why)
+{
+	int r = smtpproto_rcpt_addr(s->cli->cfg, in, out, outsz);
+
+	if (r == -EDESTADDRREQ)
+		*why = "recipient address needs a domain (no alias and no "
+		    "local_domain)";
+	else if (r < 0)
+		*why = "bad recipient address";
+	else if (*out == '-')
+		*why = "an address may not start with '-'";
+	else
+		return 0;
 	return EX_DATAERR;
 }
 
@@ -260,17 +384,14 @@ sm_add_rcpt(void *arg, const char *in)
 {
 	struct sm *s = arg;
 	char addr[ADDR_MAX];
+	const char *why;
 	char **nr;
 	size_t i;
 	int r;
 
-	/* Resolved as the inbound session does (common/smtpproto.c). */
-	if ((r = smtpproto_rcpt_addr(s->cli->cfg, in, addr, sizeof(addr))) <
-	    0) {
-		cli_err(s->cli, "%.200s: %s", in, r == -EDESTADDRREQ ?
-		    "recipient address needs a domain (no alias and no "
-		    "local_domain)" : "bad recipient address");
-		return EX_DATAERR;
+	if ((r = sm_resolve(s, in, addr, sizeof(addr), &why)) != 0) {
+		cli_err(s->cli, "%.200s: %s", in, why);
+		return r;
 	}
 	for (i = 0; i < s->nrcpt; i++)
 		if (strcasecmp(s->rcpt[i], addr) == 0)
@@ -541,6 +662,21 @@ sm_headers_done(struct sm *s, size_t end)
 	return 0;
 }
 
+/*
+ * An mbox separator line, "From sender date" (git format-patch, a saved
+ * mailbox), or its quoted form ">From ": skipped at the very start of the
+ * input, with or without -t, as Postfix's sendmail does.
+ */
+static bool
+sm_is_mbox_from(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && line[i] == '>')
+		i++;
+	return len - i >= 5 && memcmp(line + i, "From ", 5) == 0;
+}
+
 /* Stage 2: buffers the header section until its end shows. */
 static int
 sm_content(struct sm *s, const char *p, size_t len)
@@ -574,6 +710,14 @@ sm_content(struct sm *s, const char *p, size_t len)
 		ls = s->hdrscan;
 		le = (size_t)(nl - s->hdr);
 		s->hdrscan = le + 2;
+		if (s->mbox_from && sm_is_mbox_from(s->hdr + ls, le - ls)) {
+			memmove(s->hdr + ls, s->hdr + le + 2,
+			    s->hdrlen - le - 2);
+			s->hdrlen -= le + 2 - ls;
+			s->hdrscan = ls;
+			continue;
+		}
+		s->mbox_from = false;
 		if (le == ls || (ls == 0 && (s->hdr[0] == ' ' ||
 		    s->hdr[0] == '\t')) || (s->hdr[ls] != ' ' &&
 		    s->hdr[ls] != '\t' && !cli_hdr_field_start(s->hdr + ls,
@@ -586,55 +730,75 @@ sm_content(struct sm *s, const char *p, size_t len)
 /* ---- stage 1: sendmail's input conventions ------------------------------ */
 
 /*
- * Turns input bytes into content: LF and CRLF line ends become CRLF (a
- * bare CR stays for body.c to normalise), and without -i a line holding
- * only "." ends the input.
+ * One input byte through stage 1; writes at most 5 bytes to out.  A bare
+ * CR ends a line exactly as in the DATA filter (body.c), before any
+ * header work: "To: a\rBcc: x\r" is two header lines, so the Bcc: is seen
+ * and removed.  A line holding only "." ends the input unless -i; a "."
+ * line ended by a bare CR is content, as in the DATA filter.
  */
+static size_t
+sm_in_byte(struct sm *s, char c, char *out)
+{
+	size_t n = 0;
+
+	switch (s->in) {
+	case SM_IN_CR:
+		s->in = SM_IN_BOL;
+		out[n++] = '\r';
+		out[n++] = '\n';
+		return c == '\n' ? n : n + sm_in_byte(s, c, out + n);
+	case SM_IN_DOTCR:
+		if (c == '\n') {
+			s->ended = true;
+			return 0;
+		}
+		memcpy(out, ".\r\n", 3);
+		s->in = SM_IN_BOL;
+		return 3 + sm_in_byte(s, c, out + 3);
+	case SM_IN_DOT:
+		if (c == '\n') {
+			s->ended = true;
+			return 0;
+		}
+		if (c == '\r') {
+			s->in = SM_IN_DOTCR;
+			return 0;
+		}
+		out[n++] = '.';
+		s->in = SM_IN_TEXT;
+		return n + sm_in_byte(s, c, out + n);
+	case SM_IN_BOL:
+		if (c == '.' && !s->ignore_dots) {
+			s->in = SM_IN_DOT;
+			return 0;
+		}
+		break;
+	case SM_IN_TEXT:
+		break;
+	}
+	if (c == '\r') {
+		s->in = SM_IN_CR;
+		return 0;
+	}
+	if (c == '\n') {
+		s->in = SM_IN_BOL;
+		memcpy(out, "\r\n", 2);
+		return 2;
+	}
+	s->in = SM_IN_TEXT;
+	*out = c;
+	return 1;
+}
+
+/* Turns input bytes into content: every line end becomes CRLF. */
 static int
 sm_input(struct sm *s, const char *p, size_t len)
 {
-	static char out[3 * SM_READ_CHUNK + 8];
+	static char out[5 * SM_READ_CHUNK];
 	size_t i, n = 0;
-	char c;
 
-	for (i = 0; i < len && !s->ended; i++) {
-		c = p[i];
-		if (s->in == SM_IN_BOL && c == '.' && !s->ignore_dots) {
-			s->in = SM_IN_DOT;
-			continue;
-		}
-		if (s->in == SM_IN_DOT || s->in == SM_IN_DOTCR) {
-			if (c == '\n') {
-				s->ended = true;
-				break;
-			}
-			if (c == '\r' && s->in == SM_IN_DOT) {
-				s->in = SM_IN_DOTCR;
-				continue;
-			}
-			out[n++] = '.';
-			s->in = s->in == SM_IN_DOTCR ? SM_IN_CR : SM_IN_TEXT;
-		}
-		if (s->in == SM_IN_CR) {
-			if (c == '\n') {
-				out[n++] = '\r';
-				out[n++] = '\n';
-				s->in = SM_IN_BOL;
-				continue;
-			}
-			out[n++] = '\r';
-		}
-		if (c == '\r')
-			s->in = SM_IN_CR;
-		else if (c == '\n') {
-			out[n++] = '\r';
-			out[n++] = '\n';
-			s->in = SM_IN_BOL;
-		} else {
-			out[n++] = c;
-			s->in = SM_IN_TEXT;
-		}
-	}
+	for (i = 0; i < len && !s->ended; i++)
+		n += sm_in_byte(s, p[i], out + n);
 	return n > 0 ? sm_content(s, out, n) : 0;
 }
 
@@ -683,6 +847,7 @@ sm_read_message(struct sm *s)
 
 	s->in = SM_IN_BOL;
 	s->in_headers = true;
+	s->mbox_from = true;
 	for (;;) {
 		n = read(STDIN_FILENO, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
@@ -736,15 +901,16 @@ sm_free(struct sm *s)
 
 /* sendmail [options] [recipients] < message */
 static int
-sm_submit(struct sm *s, int argc, char **argv, int first)
+sm_submit(struct sm *s)
 {
 	char id[QUEUE_ID_LEN + 1];
-	int i, r;
+	size_t i;
+	int r;
 
 	if ((r = sm_sender(s)) != 0)
 		return r;
-	for (i = first; i < argc; i++) {
-		r = cli_addr_list(argv[i], sm_add_rcpt, s);
+	for (i = 0; i < s->nargs; i++) {
+		r = cli_addr_list(s->args[i], sm_add_rcpt, s);
 		if (r != 0)
 			return r == -ENOMEM ? EX_OSERR : r;
 	}
@@ -1089,33 +1255,133 @@ sm_smtp(struct sm *s)
 	return 0;
 }
 
+/* ---- -bi, -bv, -bd: the modes without a message -------------------------- */
+
+/*
+ * newaliases, -bi, -I: there is no alias database to build; say where the
+ * aliases are.  Exit 0, so that package scripts and configuration
+ * management handlers that run newaliases succeed.
+ */
+static int
+sm_newaliases(struct sm *s)
+{
+	printf("%s: smartrelay has no alias database to build: aliases live "
+	    "in rewrite.aliases in %s (reload smartrelayd to apply them: "
+	    "systemctl reload smartrelay)\n", s->cli->prog, s->cli->cfg_path);
+	return 0;
+}
+
+/* One -bv address: how it would be rewritten and where it would go. */
+static int
+sm_verify_one(void *arg, const char *in)
+{
+	struct sm *s = arg;
+	const struct cfg *cfg = s->cli->cfg;
+	char addr[ADDR_MAX], bare[ADDR_MAX];
+	const char *why, *how = "", *rest;
+	size_t i;
+
+	if (sm_resolve(s, in, addr, sizeof(addr), &why) != 0) {
+		printf("%s: undeliverable: %s\n", in, why);
+		s->verify_failed = true;
+		return 0;
+	}
+	if (addr_parse_path(in, bare, sizeof(bare), &rest) == 0 &&
+	    addr_is_bare(bare)) {
+		how = " (rewrite.local_domain)";
+		for (i = 0; i < cfg->rewrite.naliases; i++)
+			if (strcasecmp(cfg->rewrite.aliases[i].name, bare) == 0)
+				how = " (rewrite.aliases)";
+	}
+	printf("%s -> <%s>%s: deliverable: relayed to %s port %u\n", in, addr,
+	    how, cfg->upstream.host, cfg->upstream.port);
+	return 0;
+}
+
+/*
+ * -bv ADDR...: the routing of each address, one line each, nothing sent.
+ * Exit 0 when every address is deliverable, else EX_DATAERR.
+ */
+static int
+sm_verify(struct sm *s)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < s->nargs; i++)
+		if ((r = cli_addr_list(s->args[i], sm_verify_one, s)) != 0)
+			return r == -ENOMEM ? EX_OSERR : r;
+	return s->verify_failed ? EX_DATAERR : 0;
+}
+
+/*
+ * -bd, -bl: Postfix's sendmail runs "postfix start".  smartrelayd runs in
+ * the foreground under systemd and is not started by sendmail: exit 0 when
+ * it runs, else say how to start it and exit EX_UNAVAILABLE.
+ */
+static int
+sm_daemon(struct sm *s)
+{
+	if (cli_daemon_up(s->cli))
+		return 0;
+	cli_err(s->cli, "smartrelayd is not running; sendmail does not start "
+	    "it: systemctl start smartrelay");
+	return EX_UNAVAILABLE;
+}
+
 /* ---- entry -------------------------------------------------------------- */
+
+/* Runs the mode the options chose. */
+static int
+sm_run(struct sm *s)
+{
+	struct cli *c = s->cli;
+	int r;
+
+	if (s->mode == SM_NEWALIASES)
+		return sm_newaliases(s);
+	if (s->mode == SM_IGNORE)
+		return 0;
+	if ((r = cli_load_cfg(c)) != 0)
+		return r;
+	switch (s->mode) {
+	case SM_MAILQ:
+		return cli_list(c, false);
+	case SM_FLUSH:
+		return cli_do_flush(c, NULL, 0);
+	case SM_VERIFY:
+		return sm_verify(s);
+	case SM_DAEMON:
+		return sm_daemon(s);
+	case SM_SMTP:
+		return sm_smtp(s);
+	default:
+		return sm_submit(s);
+	}
+}
 
 int
 cli_sendmail(struct cli *c, int argc, char **argv)
 {
 	struct sm s = { .cli = c, .mode = SM_SUBMIT };
-	int first, r;
+	int r;
 
-	if ((first = sm_parse(&s, argc, argv)) < 0)
-		return -first;
-	if (s.mode == SM_NOOP)
-		return 0;	/* no alias database: aliases are in the config */
-	if ((r = cli_load_cfg(c)) != 0)
-		return r;
-	switch (s.mode) {
-	case SM_MAILQ:
-		return cli_list(c, false);
-	case SM_FLUSH:
-		return cli_do_flush(c, NULL, 0);
-	case SM_SMTP:
-		r = sm_smtp(&s);
-		break;
-	default:
-		r = sm_submit(&s, argc, argv, first);
-		break;
-	}
+	if ((r = sm_parse(&s, argc, argv)) == 0)
+		r = sm_run(&s);
 	sm_free(&s);
 	queue_close(s.md);
+	free(s.args);
+	return r;
+}
+
+int
+cli_newaliases(struct cli *c, int argc, char **argv)
+{
+	struct sm s = { .cli = c, .mode = SM_NEWALIASES };
+	int r;
+
+	if ((r = sm_parse(&s, argc, argv)) == 0)
+		r = sm_run(&s);
+	free(s.args);
 	return r;
 }

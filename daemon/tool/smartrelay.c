@@ -1,6 +1,6 @@
 /*
  * smartrelay: the administration and submission tool (docs/cli.md).
- * Invoked as "sendmail" or "mailq" it behaves like those
+ * Invoked as "sendmail", "mailq" or "newaliases" it behaves like those
  * programs.
  *
  * This file is the entry point: it works out the name it was called by,
@@ -147,6 +147,9 @@ main(int argc, char *argv[])
 	if (strcmp(name, "sendmail") == 0) {
 		c.prog = "sendmail";
 		r = cli_sendmail(&c, argc, argv);
+	} else if (strcmp(name, "newaliases") == 0) {
+		c.prog = "newaliases";
+		r = cli_newaliases(&c, argc, argv);
 	} else if (strcmp(name, "mailq") == 0) {
 		c.prog = "mailq";
 		r = cli_mailq(&c, argc, argv);

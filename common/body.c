@@ -35,101 +35,37 @@ body_write(struct body *b, const char *p, size_t n)
 	}
 }
 
-/* Ends the header section: adds the headers the client did not send. */
+/* Header module output: counted and buffered like any other. */
 static void
-body_end_headers(struct body *b)
+body_hdr_out(void *arg, const char *p, size_t n)
 {
-	b->in_headers = false;
-	if (!b->saw_date && b->extra_date != NULL)
-		body_write(b, b->extra_date, strlen(b->extra_date));
-	if (!b->saw_msgid && b->extra_msgid != NULL)
-		body_write(b, b->extra_msgid, strlen(b->extra_msgid));
-}
-
-/* True for the characters of a header field name (RFC 5322 §2.2). */
-static bool
-body_ftext(char c)
-{
-	return c >= 33 && c <= 126 && c != ':';
-}
-
-/* Handles one output byte while in the header section. */
-static void
-body_put_header(struct body *b, char c)
-{
-	if (b->hdr_bol) {
-		if (c == '\r') {
-			/* The empty line: headers end before it. */
-			body_end_headers(b);
-			body_write(b, &c, 1);
-			return;
-		}
-		b->hdr_bol = false;
-		b->hdr_len = 0;
-		if ((c == ' ' || c == '\t') && b->hdr_cont_ok) {
-			body_write(b, &c, 1);
-			return;
-		}
-		b->hdr_name[b->hdr_len++] = c;
-		if (!body_ftext(c))
-			goto not_header;
-		return;
-	}
-	if (b->hdr_len == 0) {
-		/* Past the field name: copy through to the end of line. */
-		body_write(b, &c, 1);
-		if (c == '\n')
-			b->hdr_bol = true;
-		return;
-	}
-	if (c == ':') {
-		b->hdr_name[b->hdr_len] = '\0';
-		if (strcasecmp(b->hdr_name, "Date") == 0)
-			b->saw_date = true;
-		else if (strcasecmp(b->hdr_name, "Message-ID") == 0)
-			b->saw_msgid = true;
-		body_write(b, b->hdr_name, b->hdr_len);
-		body_write(b, &c, 1);
-		b->hdr_len = 0;
-		b->hdr_cont_ok = true;
-		return;
-	}
-	if (b->hdr_len + 1 < sizeof(b->hdr_name) && body_ftext(c)) {
-		b->hdr_name[b->hdr_len++] = c;
-		return;
-	}
-	b->hdr_name[b->hdr_len++] = c;
-not_header:
-	/* A line that is no header: the body starts without an empty line. */
-	body_end_headers(b);
-	body_write(b, "\r\n", 2);
-	body_write(b, b->hdr_name, b->hdr_len);
-	if (c == '\n')
-		b->hdr_bol = true;
+	body_write(arg, p, n);
 }
 
 /* Emits content bytes (already unstuffed and normalised). */
 static void
 body_put(struct body *b, const char *p, size_t n)
 {
-	while (n > 0 && b->in_headers) {
-		body_put_header(b, *p++);
-		n--;
+	size_t used;
+
+	if (b->in_headers) {
+		used = hdr_feed(&b->hdr, p, n);
+		p += used;
+		n -= used;
+		b->in_headers = !b->hdr.done;
 	}
 	if (n > 0)
 		body_write(b, p, n);
 }
 
 void
-body_init(struct body *b, const char *date, const char *msgid,
-    body_out_fn *out, void *arg)
+body_init(struct body *b, const struct hdr_opts *ho, body_out_fn *out,
+    void *arg)
 {
 	memset(b, 0, offsetof(struct body, buf));
 	b->raw = BODY_BOL;
 	b->in_headers = true;
-	b->hdr_bol = true;
-	b->extra_date = date;
-	b->extra_msgid = msgid;
+	hdr_init(&b->hdr, ho, body_hdr_out, b);
 	b->out = out;
 	b->arg = arg;
 	b->len = 0;
@@ -232,12 +168,20 @@ body_feed(struct body *b, const char *in, size_t len)
 	return i;
 }
 
-void
+int
 body_finish(struct body *b)
 {
 	if (b->in_headers)
-		body_end_headers(b);
+		hdr_finish(&b->hdr);
+	b->in_headers = false;
 	body_flush(b);
+	return b->hdr.error;
+}
+
+void
+body_free(struct body *b)
+{
+	hdr_free(&b->hdr);
 }
 
 size_t

@@ -3,10 +3,10 @@
  *
  * It turns the raw bytes a client sends after "354" into the message we
  * queue: it finds the end of data, undoes dot-stuffing, normalises bare LF
- * and bare CR to CRLF, and adds Date: and Message-ID: at the end of the
- * header section when the client did not send them.  It holds no message in
- * memory: output leaves through a callback in chunks of at most
- * BODY_CHUNK bytes.
+ * and bare CR to CRLF, and passes the header section through the header
+ * module (header.c: qualified addresses, one From:, Date: and Message-ID:,
+ * no Bcc:, folded long lines).  It holds no message in memory: output
+ * leaves through a callback in chunks of at most BODY_CHUNK bytes.
  *
  * The smuggling rule (RFC 5321 §4.1.1.4, SMTP smuggling, CVE-2023-51764..6):
  * only CR LF "." CR LF on the raw bytes ends the data.  A "." line reached
@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "header.h"
 
 #define BODY_CHUNK	16384
 
@@ -37,34 +39,35 @@ enum body_raw {
 struct body {
 	enum body_raw raw;
 	bool in_headers;	/* still in the header section */
-	bool hdr_bol;		/* output is at a header line start */
-	bool hdr_cont_ok;	/* a header line precedes (folding allowed) */
-	char hdr_name[128];	/* held start of a header line */
-	size_t hdr_len;
-	bool saw_date;
-	bool saw_msgid;
+	struct hdr hdr;		/* the header section's filter */
 	bool eightbit;		/* a byte >= 0x80 was seen */
 	bool nul;		/* a NUL byte was seen */
 	uint64_t size;		/* output bytes so far */
-	const char *extra_date;	/* borrowed: "Date: ...\r\n" */
-	const char *extra_msgid;	/* borrowed: "Message-ID: ...\r\n" */
 	body_out_fn *out;
 	void *arg;
 	char buf[BODY_CHUNK];
 	size_t len;
 };
 
-/* Prepares a filter; date and msgid are whole header lines with CRLF. */
-void body_init(struct body *b, const char *date, const char *msgid,
-    body_out_fn *out, void *arg);
+/*
+ * Prepares a filter; ho (the header rules, header.h) must outlive it.
+ * body_free() releases what the header section held.
+ */
+void body_init(struct body *b, const struct hdr_opts *ho, body_out_fn *out,
+    void *arg);
+void body_free(struct body *b);
 /*
  * Feeds raw bytes; returns how many were consumed.  Stops right after the
  * final CRLF.CRLF (b->raw == BODY_END then) and leaves the rest, which
  * belongs to the next pipelined command.
  */
 size_t body_feed(struct body *b, const char *in, size_t len);
-/* After the end: adds missing headers if the message had no body, flushes. */
-void body_finish(struct body *b);
+/*
+ * After the end: adds missing headers if the message had no body, flushes.
+ * Returns 0, or -ENOMEM when the header section could not be processed
+ * (then the message must not be queued).
+ */
+int body_finish(struct body *b);
 
 /*
  * The output direction (RFC 5321 §4.5.2): copies stored content to out,

@@ -597,6 +597,7 @@ cfg_free(struct cfg *cfg)
 	}
 	free(cfg->rewrite.aliases);
 	free(cfg->rewrite.envelope_from);
+	free(cfg->rewrite.header_from);
 	free(cfg->rewrite.local_domain);
 	free(cfg->bounces_to);
 	free(cfg);
@@ -1181,6 +1182,7 @@ cfg_load_rewrite(struct cfg_ctx *ctx, const config_setting_t *s)
 	struct cfg_rewrite *rw = &ctx->cfg->rewrite;
 	const struct cfg_key keys[] = {
 		{ "envelope_from", K_ADDRESS, &rw->envelope_from, 0, 0, NULL },
+		{ "header_from", K_ADDRESS, &rw->header_from, 0, 0, NULL },
 		{ "local_domain", K_DOMAIN, &rw->local_domain, 0, 0, NULL },
 		{ "aliases", K_CUSTOM, NULL, 0, 0, cfg_load_aliases },
 	};

@@ -107,6 +107,7 @@ struct cfg_limits {
 
 struct cfg_rewrite {
 	char *envelope_from;		/* owned, NULL: keep the sender */
+	char *header_from;		/* owned, NULL: keep the From: address */
 	char *local_domain;		/* owned, NULL: none */
 	struct cfg_alias *aliases;	/* owned array */
 	size_t naliases;

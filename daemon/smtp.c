@@ -71,6 +71,8 @@ struct smtp_txn {
 	bool too_big;
 	char date[64];			/* "Date: ...\r\n" if missing */
 	char msgid[ADDR_MAX + 32];	/* "Message-ID: ...\r\n" if missing */
+	char fromline[ADDR_MAX + 16];	/* "From: ...\r\n" if missing */
+	struct hdr_opts ho;		/* header rules: the server's cfg */
 	struct body body;
 };
 
@@ -168,6 +170,7 @@ smtp_txn_free(struct smtp_txn *t)
 	}
 	free(t->rcpt);
 	free(t->dsn);
+	body_free(&t->body);
 	free(t);
 }
 
@@ -440,6 +443,8 @@ smtp_write_trace(struct smtp_session *s, struct smtp_txn *t, time_t now)
 	snprintf(t->date, sizeof(t->date), "Date: %s\r\n", date);
 	snprintf(t->msgid, sizeof(t->msgid), "Message-ID: <%s.%lld@%s>\r\n",
 	    id, (long long)now, host);
+	if (hdr_from_line(t->fromline, sizeof(t->fromline), t->from, host) < 0)
+		return -ENAMETOOLONG;
 	return queue_writer_write(t->writer, hdr, strlen(hdr));
 }
 
@@ -464,7 +469,9 @@ smtp_proceed_data(struct smtp_session *s, const char *args)
 		smtp_txn_end(s);
 		return;
 	}
-	body_init(&t->body, t->date, t->msgid, smtp_body_out, s);
+	t->ho = (struct hdr_opts){ .cfg = &s->srv->cfg, .from = t->fromline,
+	    .date = t->date, .msgid = t->msgid };
+	body_init(&t->body, &t->ho, smtp_body_out, s);
 	smtp_enter_state(s, SMTP_BODY);
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -654,7 +661,8 @@ smtp_data_end(struct smtp_session *s)
 	struct queue_writer *w;
 	int r;
 
-	body_finish(&t->body);
+	if ((r = body_finish(&t->body)) < 0 && t->error == 0)
+		t->error = r;
 	if (t->body.nul) {
 		smtp_reply(s, "554 5.6.0 Error: message contains NUL bytes, "
 		    "not queued");

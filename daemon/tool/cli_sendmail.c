@@ -37,6 +37,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "cli_msg.h"
+#include "header.h"
 #include "queue.h"
 #include "smtpproto.h"
 
@@ -106,6 +107,9 @@ struct sm {
 	bool data_bol;			/* stage 3 is at a line start */
 	char date[64];
 	char msgid[ADDR_MAX + 64];
+	char fromline[SM_FROM_MAX];	/* added when the message has no From: */
+	const struct cfg *cfg;		/* borrowed: cli->cfg, for the rules */
+	struct hdr_opts ho;		/* header rules (header.h) */
 	struct body body;
 };
 
@@ -511,7 +515,13 @@ sm_envelope(struct sm *s)
 	snprintf(s->date, sizeof(s->date), "Date: %s\r\n", date);
 	snprintf(s->msgid, sizeof(s->msgid), "Message-ID: <%s.%lld@%s>\r\n",
 	    id, (long long)now, s->cli->cfg->hostname);
-	body_init(&s->body, s->date, s->msgid, sm_body_out, s);
+	if (*s->fromline == '\0')
+		hdr_from_line(s->fromline, sizeof(s->fromline), s->from,
+		    s->cli->cfg->hostname);
+	s->cfg = s->cli->cfg;
+	s->ho = (struct hdr_opts){ .cfg = &s->cfg, .from = s->fromline,
+	    .date = s->date, .msgid = s->msgid };
+	body_init(&s->body, &s->ho, sm_body_out, s);
 	s->data_bol = true;
 	return 0;
 }
@@ -536,6 +546,16 @@ sm_data(struct sm *s, const char *p, size_t len)
 	body_feed(&s->body, p + start, len - start);
 }
 
+/* Flushes the DATA filter; a header section it could not process fails. */
+static void
+sm_body_finish(struct sm *s)
+{
+	int r = body_finish(&s->body);
+
+	if (r < 0 && s->error == 0)
+		s->error = r;
+}
+
 /* Ends the data: the CRLF "." CRLF that body.c waits for. */
 static void
 sm_data_end(struct sm *s)
@@ -543,7 +563,7 @@ sm_data_end(struct sm *s)
 	if (!s->data_bol)
 		body_feed(&s->body, "\r\n", 2);
 	body_feed(&s->body, ".\r\n", 3);
-	body_finish(&s->body);
+	sm_body_finish(s);
 }
 
 /* ---- stage 2: the header section ---------------------------------------- */
@@ -619,22 +639,19 @@ sm_next_field(const struct sm *s, size_t end, size_t *pos, const char **f,
 
 /*
  * The header section is complete (hdr[0..end)): takes the -t recipients,
- * writes the envelope, then passes the fields on without Bcc and with a
- * From: when there was none.
+ * writes the envelope, then passes the section on to the DATA filter,
+ * whose header module (header.c) removes Bcc: and adds the From: made
+ * here when there is none.
  */
 static int
 sm_headers_done(struct sm *s, size_t end)
 {
-	char from[SM_FROM_MAX];
 	size_t pos = 0, len;
-	bool has_from = false;
 	const char *f;
 	int r;
 
 	s->in_headers = false;
 	while (sm_next_field(s, end, &pos, &f, &len)) {
-		if (cli_hdr_is(f, len, "From"))
-			has_from = true;
 		if (s->extract && (cli_hdr_is(f, len, "To") ||
 		    cli_hdr_is(f, len, "Cc") || cli_hdr_is(f, len, "Bcc")) &&
 		    (r = sm_extract(s, f, len)) != 0)
@@ -645,17 +662,11 @@ sm_headers_done(struct sm *s, size_t end)
 		    "Cc: and Bcc: headers");
 		return EX_DATAERR;
 	}
+	if (*s->from != '\0')
+		sm_from_header(s, s->fromline, sizeof(s->fromline));
 	if ((r = sm_envelope(s)) != 0)
 		return r;
-	pos = 0;
-	while (sm_next_field(s, end, &pos, &f, &len))
-		if (!cli_hdr_is(f, len, "Bcc"))
-			sm_data(s, f, len);
-	if (!has_from && *s->from != '\0') {
-		sm_from_header(s, from, sizeof(from));
-		sm_data(s, from, strlen(from));
-	}
-	sm_data(s, s->hdr + end, s->hdrlen - end);
+	sm_data(s, s->hdr, s->hdrlen);
 	free(s->hdr);
 	s->hdr = NULL;
 	s->hdrlen = s->hdrcap = 0;
@@ -897,6 +908,8 @@ sm_free(struct sm *s)
 	free(s->hdr);
 	s->hdr = NULL;
 	s->hdrlen = s->hdrcap = s->hdrscan = 0;
+	body_free(&s->body);
+	*s->fromline = '\0';
 }
 
 /* sendmail [options] [recipients] < message */
@@ -1154,7 +1167,7 @@ sm_smtp_data(struct sm_smtp *t, const char *args)
 			return;		/* end of input inside DATA */
 		}
 	}
-	body_finish(&s->body);
+	sm_body_finish(s);
 	memcpy(id, queue_writer_id(s->w), sizeof(id));
 	if (s->body.nul)
 		sm_reply(t, "554 5.6.0 Error: message contains NUL bytes, "

@@ -71,7 +71,8 @@ def test_smtplib_delivery_is_queued_with_trace_headers(daemon):
 
 
 def test_existing_date_and_message_id_are_kept(daemon):
-    msg = (b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+    msg = (b"From: <a@example.org>\r\n"
+           b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
            b"Message-ID: <keep@example.org>\r\n\r\nx\r\n")
     with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as s:
         s.sendmail("a@example.org", ["b@example.net"], msg)
@@ -320,6 +321,7 @@ def test_dot_stuffing_undone(daemon):
 
 def test_8bit_and_smtputf8_kept_byte_exact(daemon):
     content = ("Subject: =?utf-8?q?caf=C3=A9?=\r\nDate: x\r\nMessage-ID: <m@x>\r\n"
+               "From: Jörg <jörg@bücher.example>\r\n"
                "\r\nJörg grüßt 日本語 \r\n").encode() + b"latin1 \xe9\xff\r\n"
     c = SmtpRaw(daemon.port)
     ehlo(c)
@@ -339,7 +341,7 @@ def test_8bit_and_smtputf8_kept_byte_exact(daemon):
 def test_30mb_message(daemon):
     line = b"0123456789abcdefghijklmnopqrstuvwxyz" * 2 + b"\r\n"   # 74 bytes
     n = 30 * 1024 * 1024 // len(line)
-    head = b"Date: x\r\nMessage-ID: <big@x>\r\n\r\n"
+    head = b"From: a@example.org\r\nDate: x\r\nMessage-ID: <big@x>\r\n\r\n"
     h = hashlib.sha256(head)
     c = SmtpRaw(daemon.port, timeout=60)
     ehlo(c)

@@ -12,9 +12,16 @@
 #include <cmocka.h>
 
 #include "body.h"
+#include "cfg.h"
 
 #define DATE "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
 #define MSGID "Message-ID: <X@h>\r\n"
+
+/* No From: to add and nothing to rewrite: the DATA filter's own rules. */
+static const struct cfg no_rewrite;
+static const struct cfg *no_rewrite_p = &no_rewrite;
+static const struct hdr_opts opts = { .cfg = &no_rewrite_p, .date = DATE,
+    .msgid = MSGID };
 
 struct sink {
 	char buf[65536];
@@ -39,7 +46,8 @@ run(struct body *b, struct sink *k, const char *in, size_t len, size_t step)
 	size_t off = 0, n;
 
 	memset(k, 0, sizeof(*k));
-	body_init(b, DATE, MSGID, sink_out, k);
+	body_free(b);
+	body_init(b, &opts, sink_out, k);
 	while (off < len && b->raw != BODY_END) {
 		n = len - off < step ? len - off : step;
 		off += body_feed(b, in + off, n);

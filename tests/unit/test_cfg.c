@@ -204,6 +204,7 @@ test_empty_gives_defaults(void **state)
 	assert_int_equal(cfg->limits.clients, 100);
 	assert_int_equal(cfg->limits.idle_timeout, 300);
 	assert_null(cfg->rewrite.envelope_from);
+	assert_null(cfg->rewrite.header_from);
 	assert_null(cfg->rewrite.local_domain);
 	assert_int_equal(cfg->rewrite.naliases, 0);
 	assert_null(cfg->bounces_to);
@@ -237,6 +238,7 @@ static const char every_key[] =
     "};\n"
     "rewrite = {\n"
     "  envelope_from = \"me@example.net\";\n"
+    "  header_from = \"me@example.com\";\n"
     "  local_domain = \"example.org\";\n"
     "  aliases = { root = \"admin@example.org\"; "
     "mailer-daemon = \"pm@example.org\"; };\n"
@@ -272,6 +274,7 @@ test_every_key(void **state)
 	assert_int_equal(cfg->limits.clients, 1);
 	assert_int_equal(cfg->limits.idle_timeout, 3600);
 	assert_string_equal(cfg->rewrite.envelope_from, "me@example.net");
+	assert_string_equal(cfg->rewrite.header_from, "me@example.com");
 	assert_string_equal(cfg->rewrite.local_domain, "example.org");
 	assert_int_equal(cfg->rewrite.naliases, 2);
 	assert_string_equal(cfg->rewrite.aliases[0].name, "root");
@@ -563,6 +566,11 @@ test_bad_address(void **state)
 {
 	expect_error("rewrite = {\n  envelope_from = \"root\";\n};\n", 2,
 	    "rewrite.envelope_from: \"root\" is not an address", NULL);
+	expect_error("rewrite = {\n\n  header_from = \"Me <me@x.org>\";\n};\n",
+	    3, "rewrite.header_from: \"Me <me@x.org>\" is not an address",
+	    NULL);
+	expect_error("rewrite = { header_from = 7; };\n", 1,
+	    "rewrite.header_from", NULL);
 	expect_error("rewrite = {\n  aliases = {\n    root = \"a b@c\";\n"
 	    "  };\n};\n", 3, "rewrite.aliases: root = \"a b@c\"",
 	    "not an address");

@@ -8,7 +8,8 @@ build="gcc pkg-config meson ninja-build libevent-dev libssl-dev libconfig-dev
 libsystemd-dev libjansson-dev"
 test="$build libcmocka-dev python3 python3-pytest swaks openssl clang
 libclang-rt-14-dev systemd valgrind bsd-mailx libnet-ssleay-perl
-libio-socket-ssl-perl msmtp"
+libio-socket-ssl-perl msmtp mutt git git-email libmailtools-perl php-cli
+monitoring-plugins-standard"
 
 case "${1:-build}" in
 build) pkgs=$build ;;

@@ -240,3 +240,264 @@ def test_bare_cr_line_ends_do_not_disclose_bcc(gmail):
     msg, fields, body = arrived(fg, 2)
     assert msg.rcpts == ["b@example.org"]
     assert b"hidden" not in msg.data and body == b"text\r\n"
+
+
+# ---- the callers, with their exact argument vectors ------------------------
+
+
+def login():
+    import pwd
+    return pwd.getpwuid(os.getuid())[0]
+
+
+CRON_MAIL = (b"From: root (Cron Daemon)\n"
+             b"To: alice\n"
+             b"Subject: Cron <root@web1> /usr/local/bin/backup\n"
+             b"MIME-Version: 1.0\n"
+             b"Content-Type: text/plain; charset=UTF-8\n"
+             b"Content-Transfer-Encoding: 8bit\n"
+             b"X-Cron-Env: <SHELL=/bin/sh>\n"
+             b"X-Cron-Env: <HOME=/root>\n"
+             b"X-Cron-Env: <LOGNAME=root>\n"
+             b"\n"
+             b"backup done: 3 files, 1.2 GB \xc3\xa9t\xc3\xa9\n")
+
+
+def test_cron(gmail):
+    """Debian cron (cron/do_command.c): the command's output, as root."""
+    d, fg = gmail()
+    r = sendmail(d, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice",
+                 input=CRON_MAIL)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert msg.mail_from == "%s@relay.test" % login()
+    assert msg.rcpts == ["alice@example.net"]
+    assert values(fields, "From") == [b"root@relay.test (Cron Daemon)"]
+    assert values(fields, "To") == [b"alice@example.net"]
+    assert values(fields, "X-Cron-Env")[0] == b"<SHELL=/bin/sh>"
+    assert_rfc5322(fields)
+    assert body == b"backup done: 3 files, 1.2 GB \xc3\xa9t\xc3\xa9\r\n"
+
+
+UU_MAIL = (b"From: root\n"
+           b"To: root\n"
+           b"Subject: [host] unattended-upgrades result for web1: SUCCESS\n"
+           b"Content-Type: text/plain; charset=\"utf-8\"\n"
+           b"MIME-Version: 1.0\n"
+           b"Content-Transfer-Encoding: 8bit\n"
+           b"\n"
+           b"Unattended upgrade result: All upgrades installed\n")
+
+
+def test_unattended_upgrades(gmail):
+    """unattended-upgrades' send_summary_mail(): `sendmail -oi -t`."""
+    d, fg = gmail(rewrite='local_domain = "example.org";')
+    r = sendmail(d, "-oi", "-t", input=UU_MAIL)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert msg.rcpts == ["root@example.org"]
+    assert values(fields, "From") == [b"root@example.org"]
+    assert values(fields, "To") == [b"root@example.org"]
+    assert_rfc5322(fields)
+    assert body == b"Unattended upgrade result: All upgrades installed\r\n"
+
+
+def test_git_send_email_argv(gmail):
+    """git send-email --smtp-server=PATH runs `PATH -i RCPT...`; a patch
+    saved by format-patch starts with its mbox From line."""
+    d, fg = gmail()
+    r = sendmail(d, "-i", "a@x.example", "b@y.example", input=FORMAT_PATCH)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert sorted(msg.rcpts) == ["a@x.example", "b@y.example"]
+    assert values(fields, "From") == [b"Dev Eloper <dev@example.com>"]
+    assert values(fields, "Date") == [b"Tue, 1 Dec 2026 10:00:00 +0000"]
+    assert_rfc5322(fields)
+    assert body.startswith(b"The frobnicator")
+
+
+PHP_MAIL = (b"To: bob@example.net\n"
+            b"Subject: Order 42\n"
+            b"X-PHP-Originating-Script: 0:shop.php\n"
+            b"\n"
+            b"Thank you for your order.\n")
+
+
+def test_php_mail(gmail):
+    """PHP's mail() with the default sendmail_path `sendmail -t -i`, then
+    with `-f` (the fifth argument of mail())."""
+    d, fg = gmail()
+    r = sendmail(d, "-t", "-i", input=PHP_MAIL)
+    assert r.returncode == 0, r.stderr
+    msg, fields, _ = arrived(fg)
+    assert msg.rcpts == ["bob@example.net"]
+    froms = values(fields, "From")
+    assert len(froms) == 1 and froms[0].endswith(
+        b"<%s@relay.test>" % login().encode()), froms
+    assert_rfc5322(fields)
+    r = sendmail(d, "-t", "-i", "-f", "shop@example.com", input=PHP_MAIL)
+    assert r.returncode == 0, r.stderr
+    msg, fields, _ = arrived(fg, 2)
+    assert msg.mail_from == "shop@example.com"
+    assert values(fields, "From") == [b"<shop@example.com>"]
+    assert_rfc5322(fields)
+
+
+MUTT_MAIL = (b"Date: Tue, 1 Dec 2026 10:00:00 +0100\n"
+             b"From: Alice Example <alice@example.com>\n"
+             b"To: Bob <bob@example.net>\n"
+             b"Subject: lunch?\n"
+             b"Message-ID: <20261201090000.GA1234@example.com>\n"
+             b"MIME-Version: 1.0\n"
+             b"Content-Type: text/plain; charset=us-ascii\n"
+             b"Content-Disposition: inline\n"
+             b"User-Agent: Mutt/2.2.9 (2022-11-12)\n"
+             b"\n"
+             b"At noon?\n")
+
+
+def test_mutt_argv(gmail):
+    """mutt's send_msg(): `sendmail -oem -oi -- RCPT`."""
+    d, fg = gmail()
+    r = sendmail(d, "-oem", "-oi", "--", "bob@example.net", input=MUTT_MAIL)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert msg.rcpts == ["bob@example.net"]
+    assert values(fields, "From") == [b"Alice Example <alice@example.com>"]
+    assert values(fields, "Message-ID") == [
+        b"<20261201090000.GA1234@example.com>"]
+    assert_rfc5322(fields)
+    assert body == b"At noon?\r\n"
+
+
+def test_header_from_for_smart_hosts_that_refuse_foreign_senders(gmail):
+    d, fg = gmail(rewrite='local_domain = "example.org"; '
+                  'header_from = "relay@example.com";')
+    r = sendmail(d, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice",
+                 input=CRON_MAIL.replace(b"To: alice", b"To: a@x.example"))
+    assert r.returncode == 0, r.stderr
+    msg, fields, _ = arrived(fg)
+    assert values(fields, "From") == [b"relay@example.com (Cron Daemon)"]
+    assert values(fields, "Reply-To") == [b"<root@example.org>"]
+    assert_rfc5322(fields)
+
+
+def test_smtp_client_from_null_sender_gets_a_from(gmail):
+    """Loopback SMTP clients get the same hygiene (the DATA filter)."""
+    import smtplib
+    d, fg = gmail()
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.sendmail("", ["bob@example.net"],
+                   b"To: alice\r\nSubject: bounce-ish\r\n\r\nhi\r\n")
+        s.sendmail("nagios@example.org", ["bob@example.net"],
+                   b"From: nagios\r\nFrom: other@example.org\r\n"
+                   b"Message-ID: broken\r\nSubject: x" + b" y" * 700 +
+                   b"\r\n\r\nhi\r\n")
+    _, fields, _ = arrived(fg)
+    assert values(fields, "From") == [b"MAILER-DAEMON@relay.test"]
+    assert values(fields, "To") == [b"alice@example.net"]
+    assert_rfc5322(fields)
+    msg, fields, _ = arrived(fg, 2)
+    assert values(fields, "From") == [b"nagios@relay.test"]
+    assert values(fields, "X-Original-From") == [b"other@example.org"]
+    assert_rfc5322(fields)
+    head = msg.data.partition(b"\r\n\r\n")[0]
+    assert max(len(ln) for ln in head.split(b"\r\n")) <= 998
+    assert b" y" * 700 in re.sub(rb"\r\n(?=[ \t])", b"", head)
+
+
+# ---- the real programs ----------------------------------------------------
+
+
+def real(prog):
+    if shutil.which(prog) is None:
+        pytest.skip("%s is not installed (tests/install-deps.sh test)" % prog)
+
+
+def test_real_mailx(gmail):
+    real("mailx")
+    d, fg = gmail()
+    rc = os.path.join(d.dir, "mailrc")
+    with open(rc, "w") as f:
+        f.write("set sendmail=%s\n" % os.path.join(links(d), "sendmail"))
+    env = dict(os.environ, MAILRC=rc, SMARTRELAY_CONFIG=d.conf)
+    r = run(["mailx", "-s", "disk almost full", "alice"],
+            input=b"/ is 93% full\n", env=env)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert msg.rcpts == ["alice@example.net"]
+    assert values(fields, "To") == [b"alice@example.net"]
+    assert_rfc5322(fields)
+    assert body == b"/ is 93% full\r\n"
+
+
+def test_real_mutt(gmail):
+    real("mutt")
+    d, fg = gmail()
+    rc = os.path.join(d.dir, "muttrc")
+    with open(rc, "w") as f:
+        f.write('set sendmail="%s"\nset from="Alice <alice@example.com>"\n'
+                'set use_from=yes\nset record=""\nset copy=no\n'
+                % os.path.join(links(d), "sendmail"))
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf, HOME=d.dir)
+    r = run(["mutt", "-n", "-F", rc, "-s", "lunch?", "bob@example.net"],
+            input=b"At noon?\n", env=env)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert msg.rcpts == ["bob@example.net"]
+    assert values(fields, "From") == [b"Alice <alice@example.com>"]
+    assert_rfc5322(fields)
+    assert body.startswith(b"At noon?")
+
+
+def test_real_git_send_email(gmail, tmp_path):
+    real("git")
+    if run(["git", "send-email", "--help"]).returncode != 0 and \
+            run(["git", "send-email", "-h"]).returncode not in (0, 129):
+        pytest.skip("git-email is not installed")
+    d, fg = gmail()
+    repo = str(tmp_path / "repo")
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf, HOME=str(tmp_path),
+               GIT_AUTHOR_NAME="Dev Eloper",
+               GIT_AUTHOR_EMAIL="dev@example.com",
+               GIT_COMMITTER_NAME="Dev Eloper",
+               GIT_COMMITTER_EMAIL="dev@example.com")
+    run(["git", "init", "-q", repo], env=env)
+    with open(os.path.join(repo, "frob.c"), "w") as f:
+        f.write("int frob = 1;\n")
+    run(["git", "-C", repo, "add", "frob.c"], env=env)
+    run(["git", "-C", repo, "commit", "-qm", "fix the frobnicator"], env=env)
+    r = run(["git", "-C", repo, "format-patch", "-1", "-o", str(tmp_path)],
+            env=env)
+    patch = r.stdout.decode().strip()
+    assert open(patch, "rb").read().startswith(b"From ")
+    r = run(["git", "-C", repo, "send-email", "--confirm=never", "--quiet",
+             "--smtp-server=" + os.path.join(links(d), "sendmail"),
+             "--to=a@x.example", "--cc=b@y.example", patch], env=env)
+    assert r.returncode == 0, r.stderr
+    msg, fields, body = arrived(fg)
+    assert sorted(msg.rcpts) == ["a@x.example", "b@y.example"]
+    assert values(fields, "From") == [b"Dev Eloper <dev@example.com>"]
+    assert values(fields, "Subject") == [b"[PATCH] fix the frobnicator"]
+    assert_rfc5322(fields)
+
+
+def test_real_php_mail(gmail):
+    real("php")
+    d, fg = gmail()
+    sm = os.path.join(links(d), "sendmail")
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf)
+    for path, extra in (("%s -t -i" % sm, ""),
+                        ("%s -t -i -f shop@example.com" % sm,
+                         "From: Shop <shop@example.com>")):
+        r = run(["php", "-n", "-d", "sendmail_path=" + path, "-r",
+                 'exit(mail("bob@example.net", "Order 42", "Thanks.", '
+                 '"%s") ? 0 : 1);' % extra], env=env)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    msg, fields, _ = arrived(fg)
+    assert msg.rcpts == ["bob@example.net"]
+    assert_rfc5322(fields)
+    msg, fields, _ = arrived(fg, 2)
+    assert msg.mail_from == "shop@example.com"
+    assert values(fields, "From") == [b"Shop <shop@example.com>"]
+    assert_rfc5322(fields)

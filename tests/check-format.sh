@@ -8,7 +8,8 @@
 # The count is the number of places clang-format --dry-run reports (each a
 # run of whitespace or a line break it would change).  Exits 0 when there
 # are none, 1 when there are some, 2 when clang-format is missing.  To apply
-# the style to a file: clang-format -i FILE.
+# the style to a file: clang-format -i FILE.  It is not part of meson test
+# yet: the tree still differs in about 2,200 places (see .clang-format).
 set -eu
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,7 +1,9 @@
 /*
  * libFuzzer target: the upstream's replies, the input smartrelay takes from
- * the network (common/reply.c's parser, then daemon/relay_reply.c's
- * classification at every stage of the dialogue).  The input is split into
+ * the network: common/reply.c's parser, then what each complete reply is
+ * made into: daemon/relay_reply.c's classification at every stage of the
+ * dialogue, common/smtpproto.c's EHLO keywords, and the advice table's row
+ * with its placeholders filled.  The input is split into
  * lines at LF (a CR before it is dropped), each fed as the relay feeds a
  * complete line; after a complete reply the parser starts afresh, as it
  * does for the next command.
@@ -14,8 +16,42 @@
 
 #include "relay.h"
 #include "reply.h"
+#include "smtpproto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The EHLO keywords and the advice, from any reply. */
+static void
+check_protocol(const struct reply *r)
+{
+	static const struct smtpproto_advice_vars vars = {
+		.host = "smtp.gmail.com", .port = 587,
+		.username = "user@example.org",
+		.password_file = "/etc/smartrelay/app-password",
+		.trust = "the system trust store",
+	};
+	const struct smtpproto_advice *a;
+	struct smtpproto_ehlo e;
+	char fix[512];
+
+	memset(&e, 0x55, sizeof(e));
+	smtpproto_ehlo_parse(r, &e);
+	if (memchr(e.auth, '\0', sizeof(e.auth)) == NULL)
+		abort();
+	/* A mechanism is only ever offered inside AUTH. */
+	if ((e.ext & (SMTPPROTO_EXT_AUTH_PLAIN | SMTPPROTO_EXT_AUTH_LOGIN |
+	    SMTPPROTO_EXT_AUTH_XOAUTH2 | SMTPPROTO_EXT_AUTH_OAUTHBEARER)) &&
+	    !(e.ext & SMTPPROTO_EXT_AUTH))
+		abort();
+	if ((a = smtpproto_advice_reply(r)) != NULL) {
+		if (a->key == NULL || a->meaning == NULL || a->fix == NULL ||
+		    (a->code != 0 && a->code != r->code))
+			abort();
+		if (smtpproto_advice_format(a, &vars, fix, sizeof(fix)) != fix ||
+		    strlen(fix) >= sizeof(fix))
+			abort();
+	}
+}
 
 /* What holds for any complete reply, whatever the bytes were. */
 static void
@@ -72,8 +108,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* The relay's line reader never hands over longer lines. */
 		if (len <= REPLY_LINE_MAX) {
 			rc = reply_feed(&r, p, len);
-			if (rc == 0)
+			if (rc == 0) {
 				check_reply(&r);
+				check_protocol(&r);
+			}
 			if (rc != -EAGAIN)
 				reply_init(&r);
 		}

@@ -503,6 +503,78 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 	sched_make_waiting(s, e, when);
 }
 
+/* Logs one delivery. */
+static void
+sched_log_delivered(struct sched *s, const struct queue_msg *m,
+    const struct relay_rcpt_result *rr, const struct relay_result *res)
+{
+	char q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
+
+	s->last_delivery = time(NULL);
+	s->failures = 0;
+	log_msg(LOG_INFO, m->id, "delivered to=%s relay=%s delay=%llds "
+	    "reply=\"%s\"", log_addr(ta, sizeof(ta), m->rcpt[rr->index].addr),
+	    res->relay, (long long)(s->last_delivery - m->arrival),
+	    log_quote(q, sizeof(q), rr->reply));
+}
+
+/*
+ * True when this transaction delivered every recipient still pending and
+ * no notice will be due: none failed before, none is to be reported as
+ * relayed (NOTIFY=SUCCESS to an upstream without DSN).
+ */
+static bool
+sched_all_delivered(const struct queue_msg *m, const struct relay_result *res)
+{
+	size_t i, k;
+
+	for (i = 0; i < m->nrcpt; i++) {
+		if (m->rcpt[i].state == QUEUE_RCPT_FAILED ||
+		    m->rcpt[i].relayed)
+			return false;
+		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
+			continue;
+		if (!res->dsn && (m->rcpt[i].notify & QUEUE_NOTIFY_SUCCESS))
+			return false;
+		for (k = 0; k < res->nrcpt; k++)
+			if (res->rcpt[k].index == i)
+				break;
+		if (k == res->nrcpt || res->rcpt[k].outcome != RELAY_OK)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The common case of sched_on_done(): every recipient delivered, nothing
+ * to notify.  Then the removal of the record is the durable outcome
+ * (docs/spool.md, "Removing a message"), and the journal lines that would
+ * precede it are not written: one directory fsync instead of three
+ * fsyncs, all in the loop.  The window in which a crash re-sends is the
+ * same (from the upstream's reply to one durable write).  If the removal
+ * fails, the outcomes are journaled as usual.  True when e is gone.
+ */
+static bool
+sched_done_fast(struct sched *s, struct sched_msg *e,
+    const struct relay_result *res)
+{
+	struct queue_msg *m = e->m;
+	size_t k;
+	int r;
+
+	if (!sched_all_delivered(m, res))
+		return false;
+	if ((r = queue_remove(s->queue, m->id)) < 0 && r != -ENOENT)
+		return false;
+	for (k = 0; k < res->nrcpt; k++) {
+		m->rcpt[res->rcpt[k].index].state = QUEUE_RCPT_DELIVERED;
+		sched_log_delivered(s, m, &res->rcpt[k], res);
+	}
+	log_msg(LOG_INFO, m->id, "removed");
+	sched_msg_free(s, e);
+	return true;
+}
+
 /* Records one recipient's final outcome from a transaction. */
 static void
 sched_record_rcpt(struct sched *s, struct queue_msg *m,
@@ -531,13 +603,9 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 		m->rcpt[rr->index].state = st;
 		m->rcpt[rr->index].relayed = relayed;
 	}
-	if (st == QUEUE_RCPT_DELIVERED) {
-		s->last_delivery = time(NULL);
-		s->failures = 0;
-		log_msg(LOG_INFO, m->id, "delivered to=%s relay=%s "
-		    "delay=%llds reply=\"%s\"", ta, res->relay, (long long)(s->last_delivery - m->arrival),
-		    log_quote(q, sizeof(q), rr->reply));
-	} else
+	if (st == QUEUE_RCPT_DELIVERED)
+		sched_log_delivered(s, m, rr, res);
+	else
 		log_msg(LOG_NOTICE, m->id, "bounced to=%s relay=%s "
 		    "reply=\"%s\"", ta, res->relay,
 		    log_quote(q, sizeof(q), rr->reply));
@@ -1012,6 +1080,8 @@ sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
 	e = c->cur;
 	c->cur = NULL;
 	sched_detach(s, e);
+	if (sched_done_fast(s, e, res))
+		return;
 	for (i = 0; i < res->nrcpt; i++)
 		sched_record_rcpt(s, m, &res->rcpt[i], res);
 	if (queue_msg_done(m)) {

@@ -47,6 +47,7 @@ import base64
 import dataclasses
 import json
 import os
+import queue
 import re
 import secrets
 import selectors
@@ -351,7 +352,7 @@ class FakeGmail:
                  max_size=MAX_SIZE, max_recipients=MAX_RECIPIENTS,
                  idle_timeout=300.0, handshake_timeout=10.0,
                  oauth_token=None, oauth_check=None, flavor="gmail",
-                 auth_mechs=None, fail=None, offer_dsn=False):
+                 auth_mechs=None, fail=None, offer_dsn=False, rtt=0.0):
         """Configure (nothing is bound until start()).
 
         cert: "good" | "wrongname" | "untrusted" | "nosni" — what a client
@@ -365,6 +366,10 @@ class FakeGmail:
         takes RET/ENVID at MAIL and NOTIFY/ORCPT at RCPT (recorded in
         rcpt_params); by default, like Gmail, it refuses them (555).
         fail: names, or {name: {"count": N, **params}}, as for set_fail().
+        rtt: a round-trip time in seconds to emulate (a WAN): the ports
+        are then delay lines in front of the server (_DelayLink), which
+        hold every flight of bytes rtt/2 in each direction, so pipelined
+        commands cost one round trip and each awaited reply one more.
         auth_mechs: the AUTH line's mechanisms instead of the flavor's.
         oauth_token: the one access token XOAUTH2/OAUTHBEARER accept, or
         oauth_check(user, token) -> bool (e.g. a FakeToken's token_valid).
@@ -389,6 +394,8 @@ class FakeGmail:
         self.max_size, self.max_recipients = max_size, max_recipients
         self.idle_timeout, self.handshake_timeout = idle_timeout, handshake_timeout
         self.port_starttls = self.port_implicit = None
+        self.rtt = rtt
+        self._links = []
 
         self._lock = threading.Condition()
         self._fails = {}              # name -> [count or None, params]
@@ -621,11 +628,16 @@ class FakeGmail:
         for kind, port in zip(("starttls", "implicit"), self._want_ports):
             ls = socket.socket(family, socket.SOCK_STREAM)
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind((self.host, port))
+            ls.bind((self.host, 0 if self.rtt > 0 else port))
             ls.listen(64)
             ls.setblocking(False)
             self._listeners.append((ls, kind))
             setattr(self, "port_" + kind, ls.getsockname()[1])
+            if self.rtt > 0:
+                link = _DelayLink(family, self.host, port,
+                                  ls.getsockname()[1], self.rtt)
+                self._links.append(link)
+                setattr(self, "port_" + kind, link.port)
         self._wake = socket.socketpair()
         self._acceptor = threading.Thread(target=self._accept_loop,
                                           name="fakegmail-accept", daemon=True)
@@ -640,6 +652,9 @@ class FakeGmail:
             self._stopping = True
         self._wake[1].send(b"x")
         self._acceptor.join(5)
+        for link in self._links:
+            link.stop()
+        self._links = []
         with self._lock:
             live = list(self._live)
         for sess in live:
@@ -744,6 +759,87 @@ def _parse_params(text):
         k, eq, v = word.partition("=")
         params[k.upper()] = v if eq else True
     return params
+
+
+class _DelayLink:
+    """A WAN in front of a port: every chunk of bytes, in each direction, is
+    delivered rtt/2 after it was read (a delay line).  Bytes sent together
+    arrive together, so a pipelined flight of commands costs one round trip
+    and each reply a client waits for costs one more, whatever the number of
+    replies in the flight; TLS handshakes pay their round trips too.  Two
+    threads per direction per connection (reader, then a timed writer)."""
+
+    def __init__(self, family, host, port, target, rtt):
+        self.rtt, self.target = rtt, (host, target)
+        self.ls = socket.socket(family, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind((host, port))
+        self.ls.listen(64)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.stopping = False
+        self.socks, self.threads = [], []
+        self._spawn(self._accept)
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True,
+                             name="fakegmail-wan")
+        self.threads.append(t)
+        t.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.ls.accept()
+                u = socket.create_connection(self.target, timeout=10)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            for sock in (c, u):
+                sock.settimeout(None)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.socks += [c, u]
+            for src, dst in ((c, u), (u, c)):
+                q = queue.Queue()
+                self._spawn(self._reader, src, q)
+                self._spawn(self._writer, dst, q)
+
+    def _reader(self, src, q):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            q.put((time.monotonic() + self.rtt / 2, data))
+            if not data:
+                return
+
+    def _writer(self, dst, q):
+        while True:
+            due, data = q.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def stop(self):
+        self.stopping = True
+        for sock in self.socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(5)
+        for sock in self.socks + [self.ls]:
+            sock.close()
 
 
 class _Session:
@@ -1394,6 +1490,8 @@ def main(argv=None):
     ap.add_argument("--idle-timeout", type=float, default=300.0)
     ap.add_argument("--fail", action="append", default=[], metavar="NAME[:k=v...]")
     ap.add_argument("--record", help="also write the JSON record to this file")
+    ap.add_argument("--rtt", type=float, default=0.0,
+                    help="round-trip time to emulate, in milliseconds")
     args = ap.parse_args(argv)
 
     fails = dict(_parse_fail(s) for s in args.fail)
@@ -1401,7 +1499,7 @@ def main(argv=None):
                    cert=args.cert, server_name=args.server_name, host=args.host,
                    port_starttls=args.port_starttls, port_implicit=args.port_implicit,
                    offer_starttls=not args.no_starttls, idle_timeout=args.idle_timeout,
-                   fail=fails)
+                   fail=fails, rtt=args.rtt / 1000.0)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

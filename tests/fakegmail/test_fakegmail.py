@@ -748,3 +748,41 @@ def test_standalone_mode(fakegmail_certs, tmp_path):
     [m] = dump["messages"]
     assert m["rcpts"] == ["a@example.org"] and m["data"] == "hi\r\n"
     assert dump["fail_hits"] == {"auth_535": 1, "rcpt_550_5.1.1": 1}
+
+
+def test_rtt_costs_one_round_trip_per_flight(fakegmail_factory):
+    """rtt= holds each flight of bytes, not each reply: a pipelined
+    transaction (MAIL, RCPT, BDAT LAST with its body, in one write) gets
+    all its replies after one round trip, while the same commands one at a
+    time cost one round trip each."""
+    rtt = 0.4
+    fg = fakegmail_factory(rtt=rtt)
+    c = RawSMTP(fg)          # the greeting itself came through the link
+    c.ready()
+    body = b"Subject: x\r\n\r\n.not stuffed\r\n"
+
+    def transaction(to):
+        return (b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nBDAT %d LAST\r\n%s"
+                % (fg.user.encode(), to, len(body), body))
+
+    t0 = time.monotonic()
+    c.send(transaction(b"a@example.org"))
+    replies = [c.read_reply() for _ in range(3)]
+    pipelined = time.monotonic() - t0
+    assert [r[-1][:3] for r in replies] == ["250", "250", "250"]
+
+    t0 = time.monotonic()
+    for line in (b"MAIL FROM:<%s>\r\n" % fg.user.encode(),
+                 b"RCPT TO:<b@example.org>\r\n",
+                 b"BDAT %d LAST\r\n%s" % (len(body), body)):
+        c.send(line)
+        assert c.read_reply()[-1][:3] == "250"
+    one_by_one = time.monotonic() - t0
+    c.cmd("QUIT")
+    # Lower bounds hold whatever the load; the upper one has 2 rtt of slack.
+    assert pipelined >= rtt
+    assert one_by_one >= 3 * rtt
+    assert pipelined < 3 * rtt, (pipelined, one_by_one)
+    msgs = fg.wait_for_messages(2)
+    assert [m.via for m in msgs] == ["BDAT", "BDAT"]
+    assert msgs[0].data == body       # BDAT: the bytes, no dot-unstuffing

@@ -251,8 +251,24 @@ const struct smtpproto_advice *smtpproto_advice_find(unsigned code,
     const char *enhanced, const char *text);
 /* The same for a parsed reply. */
 const struct smtpproto_advice *smtpproto_advice_reply(const struct reply *r);
+/*
+ * The same for a reply as text, one line or several separated by newlines
+ * ("550 5.1.1 The email account ..."); NULL when it is no complete reply
+ * or the table has no row for it.  *is_reply: the text is (the start of)
+ * an SMTP reply.
+ */
+const struct smtpproto_advice *smtpproto_advice_text(const char *text,
+    bool *is_reply);
 /* The advice for a local failure (never NULL). */
 const struct smtpproto_advice *smtpproto_advice_local(enum smtpproto_local w);
+/*
+ * Which local failure a connect error (a positive errno; false for one
+ * the table has no row for) or a certificate verification result
+ * (OpenSSL's X509_V_ERR_*) is, so that the relay and the doctor name the
+ * same row for the same failure.
+ */
+bool smtpproto_local_connect(int err, enum smtpproto_local *w);
+enum smtpproto_local smtpproto_local_cert(long verify_result);
 /* A row by its key (from the control socket), NULL when unknown. */
 const struct smtpproto_advice *smtpproto_advice_by_key(const char *key);
 /* The table, for the documentation test: *n rows. */

@@ -16,9 +16,12 @@
  */
 #include "smtpproto.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <openssl/x509_vfy.h>
 
 #include "cfg.h"
 #include "reply.h"
@@ -314,10 +317,66 @@ smtpproto_advice_reply(const struct reply *r)
 }
 
 const struct smtpproto_advice *
+smtpproto_advice_text(const char *text, bool *is_reply)
+{
+	char buf[REPLY_TEXT_MAX], *line, *save = NULL;
+	struct reply r;
+	int rc = -EBADMSG;
+
+	*is_reply = false;
+	if (text == NULL)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%s", text);
+	reply_init(&r);
+	for (line = strtok_r(buf, "\r\n", &save); line != NULL && rc != 0;
+	    line = strtok_r(NULL, "\r\n", &save))
+		rc = reply_feed(&r, line, strlen(line));
+	*is_reply = rc == 0 || rc == -EAGAIN;
+	return rc == 0 ? smtpproto_advice_reply(&r) : NULL;
+}
+
+const struct smtpproto_advice *
 smtpproto_advice_local(enum smtpproto_local w)
 {
 	return (size_t)w < NLOCALS ? &smtpproto_locals[w] :
 	    &smtpproto_locals[SMTPPROTO_LOCAL_TLS];
+}
+
+bool
+smtpproto_local_connect(int err, enum smtpproto_local *w)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		*w = SMTPPROTO_LOCAL_REFUSED;
+		return true;
+	case ETIMEDOUT:
+		*w = SMTPPROTO_LOCAL_TIMEOUT;
+		return true;
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+	case EADDRNOTAVAIL:
+		*w = SMTPPROTO_LOCAL_UNREACHABLE;
+		return true;
+	default:
+		return false;
+	}
+}
+
+enum smtpproto_local
+smtpproto_local_cert(long verify_result)
+{
+	switch (verify_result) {
+	case X509_V_OK:
+		return SMTPPROTO_LOCAL_TLS;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return SMTPPROTO_LOCAL_CERT_NAME;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return SMTPPROTO_LOCAL_CERT_DATES;
+	default:
+		return SMTPPROTO_LOCAL_CERT_UNTRUSTED;
+	}
 }
 
 const struct smtpproto_advice *

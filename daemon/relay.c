@@ -1219,6 +1219,16 @@ relay_connected(struct relay_session *s)
 		relay_expect(s, RELAY_GREETING);
 }
 
+/* The advice for a failed connect (errno err), when the table has one. */
+static void
+relay_local_advice(struct relay_session *s, int err)
+{
+	enum smtpproto_local w;
+
+	if (smtpproto_local_connect(err, &w))
+		s->advice = smtpproto_advice_local(w);
+}
+
 /* Connect, handshake done, EOF and errors. */
 static void
 relay_eventcb(struct bufferevent *bev, short what, void *arg)
@@ -1239,10 +1249,13 @@ relay_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (s->state == RELAY_CONNECTING) {
 		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
 		    s->peer, err != 0 ? strerror(err) : "failed");
+		relay_local_advice(s, err);
 		relay_connect_next(s);
 		return;
 	}
 	if (s->state == RELAY_HANDSHAKE) {
+		s->advice = smtpproto_advice_local(smtpproto_local_cert(
+		    SSL_get_verify_result(s->ssl)));
 		tls_error_string(s->ssl, bufferevent_get_openssl_error(bev),
 		    reason, sizeof(reason));
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
@@ -1326,6 +1339,8 @@ relay_connect_next(struct relay_session *s)
 			snprintf(s->lasterr, sizeof(s->lasterr), "refusing %s: "
 			    "tls = \"none\" allows only a loopback address",
 			    s->peer);
+			s->advice = smtpproto_advice_local(
+			    SMTPPROTO_LOCAL_PLAINTEXT);
 			log_msg(LOG_WARNING, NULL, "relay session=%" PRIu64
 			    " %s", s->id, s->lasterr);
 			continue;
@@ -1349,6 +1364,7 @@ relay_connect_next(struct relay_session *s)
 		}
 		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
 		    s->peer, strerror(errno));
+		relay_local_advice(s, errno);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 	}
@@ -1377,6 +1393,7 @@ relay_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0 || res == NULL) {
 		snprintf(reason, sizeof(reason), "cannot resolve %s: %s",
 		    s->host, evutil_gai_strerror(result));
+		s->advice = smtpproto_advice_local(SMTPPROTO_LOCAL_RESOLVE);
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
 		return;
 	}
@@ -1435,6 +1452,7 @@ relay_timercb(evutil_socket_t fd, short what, void *arg)
 	case RELAY_CONNECTING:
 		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: "
 		    "timed out", s->peer);
+		relay_local_advice(s, ETIMEDOUT);
 		relay_connect_next(s);
 		return;
 	case RELAY_QUIT:

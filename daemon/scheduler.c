@@ -415,6 +415,28 @@ sched_rcpt_reply(const struct relay_result *res, size_t i)
 	return NULL;
 }
 
+/*
+ * " fix=\"...\"": the advice table's fix for an upstream reply or a
+ * failure (common/smtpproto_advice.c), with this configuration's names, to
+ * end a log line; "" when the table has none.
+ */
+#define SCHED_FIX_MAX	2100
+
+static const char *
+sched_fix(const struct sched *s, const struct smtpproto_advice *a,
+    char *buf, size_t sz)
+{
+	struct smtpproto_advice_vars v;
+	char fix[1024], q[SCHED_FIX_MAX - 8];
+
+	if (a == NULL)
+		return "";
+	smtpproto_advice_vars_cfg(s->cfg, &v);
+	snprintf(buf, sz, " fix=\"%s\"", log_quote(q, sizeof(q),
+	    smtpproto_advice_format(a, &v, fix, sizeof(fix))));
+	return buf;
+}
+
 /* Fails every pending recipient: the message is too old. */
 static void
 sched_give_up(struct sched *s, struct sched_msg *e, const char *reason)
@@ -465,7 +487,9 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 	uint64_t now = sched_now_ms(), deadline = sched_deadline_ms(s, e), when;
 	unsigned attempts = m->attempts + 1;
 	char nb[32], q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
+	char fix[SCHED_FIX_MAX];
 	const char *why;
+	bool is_reply;
 	size_t i;
 	int r;
 
@@ -493,11 +517,14 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 		if (m->rcpt[i].state != QUEUE_RCPT_PENDING)
 			continue;
 		why = sched_rcpt_reply(res, i);
+		if (why == NULL || why[0] == '\0')
+			why = reason;
 		log_msg(LOG_INFO, m->id, "deferred to=%s attempt=%u next=%s "
-		    "reason=\"%s\"", log_addr(ta, sizeof(ta), m->rcpt[i].addr),
-		    attempts,
-		    sched_fmt_time(when, nb, sizeof(nb)), log_quote(q,
-		    sizeof(q), why != NULL && why[0] != '\0' ? why : reason));
+		    "reason=\"%s\"%s", log_addr(ta, sizeof(ta),
+		    m->rcpt[i].addr), attempts,
+		    sched_fmt_time(when, nb, sizeof(nb)),
+		    log_quote(q, sizeof(q), why), sched_fix(s,
+		    smtpproto_advice_text(why, &is_reply), fix, sizeof(fix)));
 	}
 	sched_delay_check(s, m, res);
 	sched_make_waiting(s, e, when);
@@ -581,8 +608,8 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
     const struct relay_rcpt_result *rr, const struct relay_result *res)
 {
 	enum queue_rcpt_state st;
-	char q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX];
-	bool relayed;
+	char q[RELAY_REPLY_MAX + 16], ta[LOG_ADDR_MAX], fix[SCHED_FIX_MAX];
+	bool relayed, is_reply;
 	int r;
 
 	if (rr->outcome == RELAY_OK)
@@ -607,8 +634,10 @@ sched_record_rcpt(struct sched *s, struct queue_msg *m,
 		sched_log_delivered(s, m, rr, res);
 	else
 		log_msg(LOG_NOTICE, m->id, "bounced to=%s relay=%s "
-		    "reply=\"%s\"", ta, res->relay,
-		    log_quote(q, sizeof(q), rr->reply));
+		    "reply=\"%s\"%s", ta, res->relay,
+		    log_quote(q, sizeof(q), rr->reply), sched_fix(s,
+		    smtpproto_advice_text(rr->reply, &is_reply), fix,
+		    sizeof(fix)));
 }
 
 /* Queues m's notice of this kind to `to` and logs it; NULL on failure. */
@@ -761,6 +790,27 @@ sched_expire_due(struct sched *s, const char *reason)
 }
 
 /*
+ * Says what to do about a paused upstream, from the advice the relay found
+ * for it (common/smtpproto_advice.c), with this configuration's names
+ * filled in.
+ */
+static void
+sched_log_advice(const struct sched *s, enum sched_upstream st,
+    const char *reason, const struct smtpproto_advice *advice)
+{
+	struct smtpproto_advice_vars v;
+	char fix[1024], q[RELAY_REPLY_MAX + 16];
+
+	if (advice == NULL)
+		return;
+	smtpproto_advice_vars_cfg(s->cfg, &v);
+	log_msg(LOG_ERR, NULL, "upstream %s: reason=\"%s\" fix: %s",
+	    st == SCHED_UP_PAUSED_CREDENTIALS ? "login refused" : "failure",
+	    log_quote(q, sizeof(q), reason),
+	    smtpproto_advice_format(advice, &v, fix, sizeof(fix)));
+}
+
+/*
  * The upstream failed (a session could not get ready, or an account
  * problem): back off, quit idle sessions.  The due messages just wait for
  * the next probe (sched_arm()): the failure is not theirs, so nothing is
@@ -776,7 +826,7 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 {
 	struct sched_conn *c, *next;
 	struct relay_session *rs;
-	char nb[32], q[RELAY_REPLY_MAX + 16];
+	char nb[32], q[RELAY_REPLY_MAX + 16], fix[SCHED_FIX_MAX];
 	bool pause = st == SCHED_UP_PAUSED_CREDENTIALS ||
 	    st == SCHED_UP_PAUSED_QUOTA || s->tls_broken;
 
@@ -788,9 +838,12 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 	s->advice = advice;
 	sched_set_state(s, st);
 	log_msg(pause ? LOG_ERR : LOG_WARNING, NULL, "upstream %s failures=%u "
-	    "next=%s reason=\"%s\"", pause ? "paused" : "unavailable",
+	    "next=%s reason=\"%s\"%s", pause ? "paused" : "unavailable",
 	    s->failures, sched_fmt_time(s->retry_ms, nb, sizeof(nb)),
-	    log_quote(q, sizeof(q), reason));
+	    log_quote(q, sizeof(q), reason), pause ? "" : sched_fix(s,
+	    advice, fix, sizeof(fix)));
+	if (pause)
+		sched_log_advice(s, st, reason, advice);
 	if (!pause)
 		sched_expire_due(s, reason);
 	/* Idle sessions quit now; the others when they are next ready. */
@@ -803,26 +856,6 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 		relay_quit(rs, "upstream not usable");
 	}
 	sched_arm(s);
-}
-
-/*
- * Says what to do about an upstream failure, from the advice the relay
- * found for it (common/smtpproto_advice.c), with this configuration's
- * names filled in.
- */
-static void
-sched_log_advice(const struct sched *s, const struct relay_end *end)
-{
-	struct smtpproto_advice_vars v;
-	char fix[1024], q[RELAY_REPLY_MAX + 16];
-
-	if (end->advice == NULL)
-		return;
-	smtpproto_advice_vars_cfg(s->cfg, &v);
-	log_msg(LOG_ERR, NULL, "upstream %s: reason=\"%s\" fix: %s",
-	    end->pause == RELAY_PAUSE_CREDENTIALS ? "login refused" :
-	    "failure", log_quote(q, sizeof(q), end->reason),
-	    smtpproto_advice_format(end->advice, &v, fix, sizeof(fix)));
 }
 
 /* ---- sessions ---- */
@@ -1113,7 +1146,6 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
 	counts = c->gen == s->gen && !s->stopping;
 	sched_conn_free(s, c);
 	if (counts && !end->was_ready && end->outcome == RELAY_PAUSE) {
-		sched_log_advice(s, end);
 		sched_upstream_fail(s, end->pause == RELAY_PAUSE_QUOTA ?
 		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
 		    end->reason, end->advice);

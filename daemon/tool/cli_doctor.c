@@ -632,18 +632,17 @@ doc_connect_one(const struct addrinfo *a)
 	return fd;
 }
 
-/* Explains why no address could be reached. */
+/* Explains why no address could be reached: each kind of failure once. */
 static void
-doc_connect_help(const struct doc *d, bool refused, bool timedout,
-    bool unreach)
+doc_connect_help(const struct doc *d, unsigned seen)
 {
-	if (timedout)
-		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_TIMEOUT));
-	if (refused)
-		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_REFUSED));
-	if (unreach)
-		doc_advise(d, smtpproto_advice_local(
-		    SMTPPROTO_LOCAL_UNREACHABLE));
+	static const enum smtpproto_local order[] = { SMTPPROTO_LOCAL_TIMEOUT,
+	    SMTPPROTO_LOCAL_REFUSED, SMTPPROTO_LOCAL_UNREACHABLE };
+	size_t i;
+
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (seen & (1u << order[i]))
+			doc_advise(d, smtpproto_advice_local(order[i]));
 }
 
 /* Step 3: the first address that accepts a connection. */
@@ -652,7 +651,8 @@ doc_connect(struct doc *d)
 {
 	const struct addrinfo *a;
 	char addr[INET6_ADDRSTRLEN], failed[1024] = "";
-	bool refused = false, timedout = false, unreach = false;
+	enum smtpproto_local w;
+	unsigned seen = 0;
 	size_t o = 0;
 	int fd, n;
 
@@ -667,10 +667,8 @@ doc_connect(struct doc *d)
 			    o > 0 ? ")" : "");
 			return true;
 		}
-		refused |= fd == -ECONNREFUSED;
-		timedout |= fd == -ETIMEDOUT;
-		unreach |= fd == -ENETUNREACH || fd == -EHOSTUNREACH ||
-		    fd == -EADDRNOTAVAIL;
+		if (smtpproto_local_connect(-fd, &w))
+			seen |= 1u << w;
 		n = snprintf(failed + o, sizeof(failed) - o, "%s%s: %s",
 		    o > 0 ? "; " : "", addr, fd == -ETIMEDOUT ?
 		    "no answer (timeout)" : strerror(-fd));
@@ -679,7 +677,7 @@ doc_connect(struct doc *d)
 	}
 	doc_step("connect", false, "port %u: %s", d->cfg->upstream.port,
 	    failed);
-	doc_connect_help(d, refused, timedout, unreach);
+	doc_connect_help(d, seen);
 	return false;
 }
 
@@ -747,26 +745,14 @@ doc_verify_cb(int ok, X509_STORE_CTX *sctx)
 static void
 doc_cert_help(const struct doc *d, long v)
 {
-	switch (v) {
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+	enum smtpproto_local w = smtpproto_local_cert(v);
+
+	if (w == SMTPPROTO_LOCAL_CERT_NAME)
 		doc_explain("The certificate is for %s, but upstream.host is "
 		    "\"%s\": the names do not match.",
 		    d->cert_names[0] != '\0' ? d->cert_names : "other names",
 		    d->cfg->upstream.host);
-		doc_advise(d, smtpproto_advice_local(
-		    SMTPPROTO_LOCAL_CERT_NAME));
-		break;
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		doc_advise(d, smtpproto_advice_local(
-		    SMTPPROTO_LOCAL_CERT_DATES));
-		break;
-	default:
-		doc_advise(d, smtpproto_advice_local(
-		    SMTPPROTO_LOCAL_CERT_UNTRUSTED));
-		break;
-	}
+	doc_advise(d, smtpproto_advice_local(w));
 	if (strstr(d->cert_subject, "No SNI") != NULL)
 		doc_explain("The server sent its \"No SNI provided\" "
 		    "certificate: it did not get our server name, which "
@@ -1198,10 +1184,12 @@ doc_send_help(const struct doc *d, const char *stage, const char *from)
 	const struct reply *rp = &d->reply;
 	const struct smtpproto_advice *a = smtpproto_advice_reply(rp);
 
-	if (strcmp(stage, "RCPT") == 0 && reply_class(rp) == 5)
+	if (strcmp(stage, "RCPT") == 0 && reply_class(rp) == 5) {
 		doc_explain("The recipient %s was refused: check the address "
 		    "(the rest of the setup works).", d->to);
-	else if (a != NULL) {
+		if (a != NULL)
+			doc_advise(d, a);
+	} else if (a != NULL) {
 		doc_advise(d, a);
 		if (rp->code == 552 && d->ehlo.size != 0)
 			doc_explain("This server's SIZE is %" PRIu64 ".",
@@ -1401,21 +1389,13 @@ static int
 doc_explain_reply(struct doc *d)
 {
 	const struct smtpproto_advice *a;
-	char buf[REPLY_TEXT_MAX], *line, *save = NULL;
-	struct reply r;
-	int rc = -EBADMSG;
+	bool is_reply = true;
 
-	if ((a = smtpproto_advice_by_key(d->explain)) == NULL) {
-		snprintf(buf, sizeof(buf), "%s", d->explain);
-		reply_init(&r);
-		for (line = strtok_r(buf, "\r\n", &save); line != NULL &&
-		    rc != 0; line = strtok_r(NULL, "\r\n", &save))
-			rc = reply_feed(&r, line, strlen(line));
-		a = rc == 0 ? smtpproto_advice_reply(&r) : NULL;
-	}
+	if ((a = smtpproto_advice_by_key(d->explain)) == NULL)
+		a = smtpproto_advice_text(d->explain, &is_reply);
 	if (a == NULL) {
-		printf("no advice for \"%s\"%s\n", d->explain, rc == 0 ||
-		    rc == -EAGAIN ? "" : " (not an SMTP reply)");
+		printf("no advice for \"%s\"%s\n", d->explain, is_reply ? "" :
+		    " (not an SMTP reply)");
 		return 1;
 	}
 	printf("advice:   %s\nmeaning:  %s\nsmartrelay: %s\nfix:\n", a->key,

@@ -5,7 +5,9 @@ binary named by $SMARTRELAYD in the foreground, waits until it logs
 "ready", and keeps its stderr in a file that tests can read (`log()`).
 `SmtpRaw` is a raw socket client for byte-exact dialogues. `wait_until` is
 the one way a test waits for something: poll a predicate until it holds or
-a deadline passes. The pytest fixtures live in conftest.py.
+a deadline passes. `upstream_conf` and `dsn_of` are for tests that relay
+to the fake Gmail (tests/fakegmail). The pytest fixtures live in
+conftest.py.
 """
 import os
 import re
@@ -17,6 +19,38 @@ SMARTRELAYD = os.environ.get("SMARTRELAYD", "build/daemon/smartrelayd")
 SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/tool/smartrelay")
 SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__),
                                                "..", ".."))
+
+
+SENDER = "alice@example.net"     # the envelope sender relay tests use
+
+
+def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
+                  initial=1, rmax=4, give_up="1h", conns=2, mpc=100,
+                  timeout=10, ca=None, extra=""):
+    """The upstream/retry part of a config pointing at fake Gmail fg."""
+    pw = os.path.join(str(tmp), "app-password")
+    with open(pw, "w") as f:
+        # Google shows App Passwords in groups of four; cfg strips spaces.
+        f.write((password if password is not None else
+                 " ".join(fg.password[i:i + 4] for i in range(0, 16, 4)))
+                + "\n")
+    os.chmod(pw, 0o600)
+    if port is None:
+        port = fg.port_implicit if tls == "implicit" else fg.port_starttls
+    return ('upstream = { host = "localhost"; port = %d; tls = "%s"; '
+            'ca_file = "%s"; username = "%s"; password_file = "%s"; '
+            'connections = %d; messages_per_connection = %d; '
+            'timeout = %d; };\n'
+            'retry = { initial = %d; max = %d; give_up_after = "%s"; };\n%s'
+            % (port, tls, ca or fg.ca_file, fg.user, pw, conns, mpc, timeout,
+               initial, rmax, give_up, extra))
+
+
+def dsn_of(fg, n):
+    """The notifications among the fake's messages, waiting for n."""
+    fg.wait_for(lambda f: len([m for m in f.messages if m.mail_from == ""])
+                >= n, timeout=20)
+    return [m for m in fg.messages if m.mail_from == ""]
 
 
 def wait_until(pred, timeout=15, what="condition", interval=0.05):

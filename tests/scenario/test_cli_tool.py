@@ -76,6 +76,7 @@ def queue_json(d):
 
 @pytest.fixture
 def relay(tmp_path):
+    """A daemon without upstream, not started (overrides conftest's relay)."""
     d = Daemon(tmp_path, extra='rewrite = { local_domain = "example.org";'
                ' aliases = { root = "admin@example.org"; }; };')
     yield d

@@ -21,8 +21,7 @@ import time
 
 import pytest
 
-from harness import SMARTRELAY, Daemon, SmtpRaw, wait_until
-from test_relay import upstream_conf
+from harness import SMARTRELAY, Daemon, SmtpRaw, upstream_conf, wait_until
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import smtplib
 import subprocess
 import time
 
-from harness import SMARTRELAY, wait_until
-from test_relay import SENDER, dsn_of, relay, wait_log  # noqa: F401
+from harness import SENDER, SMARTRELAY, dsn_of, wait_until
 
 BODY_MARK = "body-line-that-only-the-full-message-has"
 
@@ -50,7 +49,7 @@ def test_notify_never_suppresses_the_failure_notice(relay):
                                  {"addrs": ["nobody@example.org"]}}})
     submit(d, [], [("bob@example.org", []),
                    ("nobody@example.org", ["NOTIFY=NEVER"])])
-    wait_log(d, r"bounced to=<nobody@example\.org>")
+    d.wait_log_re(r"bounced to=<nobody@example\.org>")
     settle(d, fg)
     assert [m.rcpts for m in relayed_mail(fg)] == [["bob@example.org"]]
     assert notices(fg) == []
@@ -170,10 +169,10 @@ def test_delay_warning_once_and_not_again_after_a_restart(relay):
     assert "never@example.org" not in text.split("Delivery report")[1]
     # More attempts fail, before and after a restart: no second notice.
     attempts = d.log().count("deferred to=<slow@example.org>")
-    wait_log(d, r"deferred to=<slow@example\.org>", count=attempts + 2,
+    d.wait_log_re(r"deferred to=<slow@example\.org>", count=attempts + 2,
              timeout=30)
     d.restart()
-    wait_log(d, r"deferred to=<slow@example\.org>", count=attempts + 4,
+    d.wait_log_re(r"deferred to=<slow@example\.org>", count=attempts + 4,
              timeout=30)
     assert len(delayed_notices(fg)) == 1
     assert d.log().count("kind=delayed") == 1
@@ -190,7 +189,7 @@ def test_no_delay_warning_without_the_key_or_for_notify_failure(relay):
                                  {"addrs": ["slow@example.org"]}}},
                   initial=1, rmax=1)
     submit(d, [], [("slow@example.org", [])])
-    wait_log(d, r"deferred to=<slow@example\.org>", count=4, timeout=30)
+    d.wait_log_re(r"deferred to=<slow@example\.org>", count=4, timeout=30)
     assert notices(fg) == [] and "notification id=" not in d.log()
 
 

@@ -14,8 +14,7 @@ import re
 import smtplib
 import subprocess
 
-from harness import SMARTRELAY, Daemon
-from test_relay import upstream_conf
+from harness import SMARTRELAY, Daemon, upstream_conf
 
 FORGED_FROM = '"a> size=1 uid=0 x=<"@example.com'
 FORGED_TO = '"b> nrcpt=9 to=<evil@example.org> relay=x"@example.org'

@@ -20,51 +20,8 @@ import time
 import pytest
 
 import harness
-from harness import SMARTRELAY, Daemon, free_port, wait_until
-
-SENDER = "alice@example.net"
-
-
-def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
-                  initial=1, rmax=4, give_up="1h", conns=2, mpc=100,
-                  timeout=10, ca=None, extra=""):
-    """The upstream/retry part of a config pointing at fake Gmail fg."""
-    pw = os.path.join(str(tmp), "app-password")
-    with open(pw, "w") as f:
-        # Google shows App Passwords in groups of four; cfg strips spaces.
-        f.write((password if password is not None else
-                 " ".join(fg.password[i:i + 4] for i in range(0, 16, 4)))
-                + "\n")
-    os.chmod(pw, 0o600)
-    if port is None:
-        port = fg.port_implicit if tls == "implicit" else fg.port_starttls
-    return ('upstream = { host = "localhost"; port = %d; tls = "%s"; '
-            'ca_file = "%s"; username = "%s"; password_file = "%s"; '
-            'connections = %d; messages_per_connection = %d; '
-            'timeout = %d; };\n'
-            'retry = { initial = %d; max = %d; give_up_after = "%s"; };\n%s'
-            % (port, tls, ca or fg.ca_file, fg.user, pw, conns, mpc, timeout,
-               initial, rmax, give_up, extra))
-
-
-@pytest.fixture
-def relay(tmp_path, fakegmail_factory):
-    """relay(fg=None, **upstream_conf args) -> (daemon, fake) started."""
-    made = []
-
-    def make(fg=None, fake=None, debug=True, **kw):
-        fg = fg or fakegmail_factory(**(fake or {}))
-        sub = tmp_path / ("d%d" % len(made))
-        sub.mkdir()
-        d = Daemon(sub, upstream=upstream_conf(sub, fg, **kw), debug=debug)
-        made.append(d)
-        d.start()
-        return d, fg
-
-    yield make
-    for d in made:
-        d.stop()
-
+from harness import (SENDER, SMARTRELAY, Daemon, dsn_of, free_port,
+                     upstream_conf, wait_until)
 
 def send(d, rcpts, body=None, sender=SENDER, subject="test"):
     """Submits one message to the daemon; returns its body as sent."""
@@ -529,13 +486,6 @@ def test_daily_limit_pauses_queue(relay):
     assert msg.mail_from == SENDER
     wait_until(lambda: d.messages() == [], what="spool empty")
     assert len(fg.messages) == 1
-
-
-def dsn_of(fg, n):
-    """The notifications among the fake's messages, waiting for n."""
-    fg.wait_for(lambda f: len([m for m in f.messages if m.mail_from == ""])
-                >= n, timeout=20)
-    return [m for m in fg.messages if m.mail_from == ""]
 
 
 def test_rcpt_5xx_fails_one_recipient_with_dsn(relay):

@@ -16,8 +16,7 @@ import subprocess
 
 import pytest
 
-from harness import SMARTRELAY, Daemon
-from test_relay import upstream_conf
+from harness import SMARTRELAY, Daemon, upstream_conf
 
 ALIASES = 'aliases = { alice = "alice@example.net"; };'
 

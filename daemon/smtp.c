@@ -100,6 +100,7 @@ struct smtp_cmd {
 };
 
 static void smtp_close(struct smtp_session *, const char *);
+static void smtp_bound(struct smtp_session *);
 
 static const char *
 smtp_strstate(enum smtp_state st)
@@ -558,9 +559,18 @@ smtp_command(struct smtp_session *s, const char *line)
 		smtp_reply(s, "500 5.5.1 Error: command not recognized");
 	else if (cmd->check(s, args) == 0)
 		cmd->proceed(s, args);
+	smtp_bound(s);
+}
+
+/*
+ * Every input is bounded: errors, and lines per queued message.  Counts
+ * the line just answered (a command, or one refused before it was parsed).
+ */
+static void
+smtp_bound(struct smtp_session *s)
+{
 	if (s->state == SMTP_QUIT)
 		return;
-	/* Every input is bounded: errors, and commands per queued message. */
 	if (s->nerrors > SMTP_ERRORS_MAX || ++s->ncmds > SMTP_CMDS_SLACK +
 	    s->srv->cfg->limits.recipients) {
 		smtp_reply(s, "421 4.7.0 %s Error: too many errors or "
@@ -728,6 +738,7 @@ smtp_read_line(struct smtp_session *s, struct evbuffer *in)
 		evbuffer_drain(in, len + eol_len);
 		s->flags &= ~SF_LONGLINE;
 		smtp_reply(s, "500 5.5.2 Error: line too long");
+		smtp_bound(s);
 		return true;
 	}
 	evbuffer_remove(in, line, len + eol_len);
@@ -736,6 +747,7 @@ smtp_read_line(struct smtp_session *s, struct evbuffer *in)
 		line[--len] = '\0';
 	if (strlen(line) != len) {
 		smtp_reply(s, "500 5.5.2 Error: NUL byte in command");
+		smtp_bound(s);
 		return true;
 	}
 	smtp_command(s, line);

@@ -138,6 +138,17 @@ def test_unknown_and_long_commands_keep_the_session(daemon):
     assert c.cmd("NOOP " + "z" * 505)[0] == 250
 
 
+def test_endless_long_lines_are_bounded(daemon):
+    """Refused lines count as errors too: more than 20, 421 and closed."""
+    for line in ("X" * 600, "NOOP a\0b"):
+        c = SmtpRaw(daemon.port)
+        ehlo(c)
+        codes = [c.cmd(line)[0] for _ in range(21)]
+        assert codes == [500] * 21, codes
+        assert c.reply()[1].startswith("421 4.7.0")
+        assert c.closed()
+
+
 def test_bad_address_syntax(daemon):
     c = SmtpRaw(daemon.port)
     ehlo(c)

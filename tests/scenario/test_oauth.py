@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from faketoken import FakeToken
+import harness
 from harness import SMARTRELAY, Daemon, wait_until
 
 SENDER = "alice@example.net"
@@ -458,3 +459,19 @@ def test_doctor_token_step(oauth_relay):
     assert "run `smartrelay oauth` again" in words
     for s in ft.all_secrets():
         assert s not in p.stdout + p.stderr
+
+
+def test_check_config(oauth_relay):
+    """--check-config reads the OAuth files: a missing refresh token file
+    is reported at its line with what to run; a good setup passes."""
+    d, fg, ft = oauth_relay(start=False)
+    p = subprocess.run([harness.SMARTRELAYD, "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    os.unlink(d.rt_file)
+    p = subprocess.run([harness.SMARTRELAYD, "-c", d.conf, "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 78
+    out = p.stdout + p.stderr
+    assert "oauth.refresh_token_file" in out and "smartrelay oauth" in out
+    assert d.conf + ":" in out

@@ -358,6 +358,48 @@ def test_xoauth2(fakegmail_factory):
     assert c.cmd("AUTH XOAUTH2 " + good) == ["235 2.7.0 Accepted"]
 
 
+def test_oauthbearer_and_oauth_check(fakegmail_factory):
+    """OAUTHBEARER (RFC 7628): GS2 header, the error challenge answered
+    with AQ==; oauth_check decides which tokens are good."""
+    import base64
+    good_tokens = {"tokA"}
+    fg = fakegmail_factory(oauth_check=lambda t: t in good_tokens)
+    c = RawSMTP(fg, implicit=True)
+    c.cmd("EHLO x")
+
+    def msg(tok):
+        return base64.b64encode(b"n,a=%s,\x01host=localhost\x01port=465\x01"
+                                b"auth=Bearer %s\x01\x01" % (USER.encode(),
+                                                           tok)).decode()
+    reply = c.cmd("AUTH OAUTHBEARER " + msg(b"tokB"))
+    assert reply[0].startswith("334 ")
+    assert b"invalid_token" in base64.b64decode(reply[0][4:])
+    expect(c.cmd("AQ=="), BAD_CREDS, c.trace_id)
+    assert fg.sessions[0].auth[0].challenge_answer == "AQ=="
+    assert c.cmd("AUTH OAUTHBEARER " + msg(b"tokA")) == ["235 2.7.0 Accepted"]
+    assert fg.sessions[0].auth[1].username == USER
+
+
+def test_office365_flavor(fakegmail_factory):
+    """smtp.office365.com's greeting, AUTH LOGIN XOAUTH2 only, 550 5.7.30
+    for a password, 535 5.7.3 after the 401 challenge."""
+    import base64
+    fg = fakegmail_factory(flavor="office365", oauth_token="tok")
+    c = RawSMTP(fg, implicit=True)
+    assert "Microsoft ESMTP MAIL Service ready" in c.greeting[0]
+    ehlo = c.cmd("EHLO x")
+    assert "250-AUTH LOGIN XOAUTH2" in ehlo
+    assert c.login() == ["550 5.7.30 Basic authentication is not supported "
+                         "for Client Submission."]
+    bad = base64.b64encode(b"user=%s\x01auth=Bearer no\x01\x01"
+                           % USER.encode()).decode()
+    assert c.cmd("AUTH XOAUTH2 " + bad)[0].startswith("334 ")
+    assert c.cmd("")[0].startswith("535 5.7.3 Authentication unsuccessful")
+    good = base64.b64encode(b"user=%s\x01auth=Bearer tok\x01\x01"
+                            % USER.encode()).decode()
+    assert c.cmd("AUTH XOAUTH2 " + good) == ["235 2.7.0 Accepted"]
+
+
 # -- named failures --------------------------------------------------------------------------
 
 def _to_rcpt(c):

@@ -51,7 +51,7 @@ import mkcerts  # noqa: E402
 
 OVERSIZED = 200 * 1024
 FAILURES = ("invalid_grant", "invalid_client", "server_error", "stall",
-            "oversized", "malformed")
+            "oversized", "malformed", "slow_down")
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
@@ -378,6 +378,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fail == "invalid_grant":
             return self._send(400, json.dumps(_err(
                 "invalid_grant", "Token has been expired or revoked.")).encode())
+        if fail == "slow_down":
+            return self._send(400, json.dumps(_err(
+                "slow_down", "Polling too fast.")).encode())
         if fail == "invalid_client":
             return self._send(401, json.dumps(_err(
                 "invalid_client", "The OAuth client was not found.")).encode())

@@ -384,6 +384,19 @@ def test_oauth_device_flow(oauth_relay):
     fg.wait_for_messages(1)
 
 
+def test_oauth_device_flow_slow_down(oauth_relay):
+    """slow_down: the tool polls 5 s less often from then on (RFC 8628
+    3.5); the next poll succeeds."""
+    d, fg, ft = oauth_relay(start=False, token={"device_polls": 1})
+    ft.set_fail("slow_down", count=1)
+    p = run_tool(d, "oauth")
+    assert p.returncode == 0, p.stdout + p.stderr
+    polls = [r["at"] for r in ft.requests if r["grant"] ==
+             "urn:ietf:params:oauth:grant-type:device_code"]
+    assert len(polls) == 2
+    assert polls[1] - polls[0] >= 5.5       # interval 1 s + 5 s
+
+
 def test_oauth_device_flow_expired(oauth_relay):
     """The code expires before anyone signs in: a clear stop."""
     d, fg, ft = oauth_relay(start=False)

@@ -103,6 +103,24 @@ def test_notify_success_gets_a_relayed_notice_with_envid_and_orcpt(relay):
     assert "notification id=" in d.log() and "kind=final" in d.log()
 
 
+def test_no_notice_ever_goes_to_the_null_sender(relay):
+    d, fg = relay(fake={"fail": {"rcpt_550_5.1.1":
+                                 {"addrs": ["nobody@example.org"]}}})
+    body = b"Subject: from <>\r\n\r\nx\r\n"
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.ehlo("client.test")
+        assert s.mail("", ["ENVID=x"])[0] == 250
+        assert s.rcpt("bob@example.org", ["NOTIFY=SUCCESS"])[0] == 250
+        assert s.rcpt("nobody@example.org", ["NOTIFY=FAILURE"])[0] == 250
+        assert s.data(body)[0] == 250
+    wait_log(d, r"bounced to=<nobody@example\.org>")
+    settle(d, fg)
+    # Only the message itself went out (its sender is <> too).
+    assert [m.rcpts for m in fg.messages] == [["bob@example.org"]]
+    assert b"Subject: from <>" in fg.messages[0].data
+    assert "notification id=" not in d.log()
+
+
 def test_notify_success_with_a_dsn_upstream_is_passed_on(relay):
     d, fg = relay(fake={"offer_dsn": True})
     submit(d, ["RET=HDRS", "ENVID=QQ+2B314"],

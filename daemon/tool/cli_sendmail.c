@@ -37,6 +37,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "cli_msg.h"
+#include "dsnparam.h"
 #include "header.h"
 #include "queue.h"
 #include "smtpproto.h"
@@ -78,10 +79,13 @@ struct sm {
 	const char *from_arg;		/* borrowed: -f/-r, NULL: the user */
 	const char *fullname;		/* borrowed: -F */
 	bool qtime;			/* -q with an interval */
-	/* RFC 3461 DSN requests, parsed but not yet interpreted */
+	/* RFC 3461 DSN requests (docs/cli.md), read by sm_dsn_opts() */
 	const char *dsn_notify;		/* borrowed: -N, NULL if not given */
 	const char *dsn_ret;		/* borrowed: -R */
 	const char *dsn_envid;		/* borrowed: -V */
+	unsigned notify;		/* -N as QUEUE_NOTIFY_*, 0: none */
+	enum queue_ret ret;		/* -R */
+	char envid[DSNPARAM_ENVID_MAX + 1];	/* -V as xtext, "": none */
 	const char **args;		/* owned array of borrowed argv words: */
 	size_t nargs;			/* the recipients (-bv: the addresses) */
 	bool verify_failed;		/* -bv: an address is undeliverable */
@@ -90,6 +94,7 @@ struct sm {
 	char **rcpt;			/* owned array of owned addresses */
 	size_t nrcpt;
 	unsigned flags;			/* QUEUE_F_* */
+	struct queue_dsn_rcpt *dsn;	/* owned, during sm_envelope() only */
 	/* spool */
 	struct queue *md;		/* owned: the maildrop */
 	struct queue_writer *w;		/* owned */
@@ -281,6 +286,37 @@ sm_check_mode(struct sm *s)
 }
 
 /*
+ * -N, -R and -V (RFC 3461): the NOTIFY of every recipient, RET and ENVID
+ * (as xtext), as an SMTP client would give them.  A bad value is ignored
+ * with a warning, as Postfix's sendmail does: the message still goes.
+ */
+static void
+sm_dsn_opts(struct sm *s)
+{
+	const char *v;
+
+	if ((v = s->dsn_notify) != NULL &&
+	    dsnparam_notify(v, strlen(v), &s->notify) < 0)
+		cli_err(s->cli, "warning: bad -N value \"%.100s\" ignored "
+		    "(never, or a list of success, delay, failure)", v);
+	if ((v = s->dsn_ret) != NULL) {
+		if (strcasecmp(v, "full") == 0)
+			s->ret = QUEUE_RET_FULL;
+		else if (strcasecmp(v, "hdrs") == 0)
+			s->ret = QUEUE_RET_HDRS;
+		else
+			cli_err(s->cli, "warning: bad -R value \"%.100s\" ignored "
+			    "(full or hdrs)", v);
+	}
+	if ((v = s->dsn_envid) != NULL && (*v == '\0' ||
+	    dsnparam_xtext_encode(v, s->envid, sizeof(s->envid)) < 0)) {
+		s->envid[0] = '\0';
+		cli_err(s->cli, "warning: bad -V value ignored (an envelope "
+		    "id of 1 to 100 characters, fewer with spaces or '+')");
+	}
+}
+
+/*
  * Parses the command line with GNU-style permutation, as Postfix's
  * sendmail does on Linux: options may follow recipients
  * ("sendmail rcpt@x -f me@y"), "--" ends the options, and nothing that
@@ -313,6 +349,7 @@ sm_parse(struct sm *s, int argc, char **argv)
 		}
 		s->args[s->nargs++] = argv[i];
 	}
+	sm_dsn_opts(s);
 	return sm_check_mode(s);
 }
 
@@ -496,6 +533,24 @@ sm_body_out(void *arg, const char *buf, size_t len)
 		s->error = r;
 }
 
+/* Hands -N/-R/-V to the writer: the same NOTIFY for every recipient. */
+static int
+sm_dsn_request(struct sm *s)
+{
+	size_t i;
+
+	if (s->notify == 0 && s->ret == QUEUE_RET_UNSET && *s->envid == '\0')
+		return 0;
+	if (s->notify != 0) {
+		if ((s->dsn = calloc(s->nrcpt, sizeof(*s->dsn))) == NULL)
+			return -ENOMEM;
+		for (i = 0; i < s->nrcpt; i++)
+			s->dsn[i].notify = s->notify;
+	}
+	return queue_writer_dsn(s->w, s->ret, *s->envid != '\0' ? s->envid :
+	    NULL, s->dsn);
+}
+
 /* Writes the envelope and prepares the DATA filter. */
 static int
 sm_envelope(struct sm *s)
@@ -506,8 +561,11 @@ sm_envelope(struct sm *s)
 	struct tm tm;
 	int r;
 
-	r = queue_writer_envelope(s->w, s->from, (const char *const *)s->rcpt,
-	    s->nrcpt, s->flags, now);
+	if ((r = sm_dsn_request(s)) == 0)
+		r = queue_writer_envelope(s->w, s->from,
+		    (const char *const *)s->rcpt, s->nrcpt, s->flags, now);
+	free(s->dsn);
+	s->dsn = NULL;
 	if (r < 0)
 		return sm_store_error(s, "envelope", r);
 	localtime_r(&now, &tm);

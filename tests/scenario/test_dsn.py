@@ -230,3 +230,67 @@ def test_msmtp_with_dsn_notify_and_return(relay, tmp_path):
     assert [m.rcpts for m in relayed_mail(fg)] == [["bob@example.org"]]
     text = dsns[0].data.decode()
     assert "Action: relayed" in text and BODY_MARK not in text
+
+
+# ---- sendmail -N / -R / -V ----------------------------------------------
+
+def sendmail(d, *args, body=None):
+    """The tool as `sendmail` (a symlink of that name), config with -C."""
+    bindir = os.path.join(d.dir, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    link = os.path.join(bindir, "sendmail")
+    if not os.path.lexists(link):
+        os.symlink(os.path.abspath(SMARTRELAY), link)
+    if body is None:
+        body = "Subject: via sendmail\n\n%s\n" % BODY_MARK
+    return subprocess.run([link, "-C", d.conf] + list(args),
+                          input=body.encode(), capture_output=True,
+                          timeout=30)
+
+
+def test_sendmail_N_never_stops_a_bounce(relay):
+    d, fg = relay(fake={"fail": {"rcpt_550_5.1.1":
+                                 {"addrs": ["nobody@example.org"]}}})
+    r = sendmail(d, "-N", "never", "-f", SENDER, "nobody@example.org")
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    wait_log(d, r"bounced to=<nobody@example\.org>")
+    settle(d, fg)
+    assert notices(fg) == [] and "notification id=" not in d.log()
+    # The same without -N bounces: -N never is what kept it quiet.
+    r = sendmail(d, "-f", SENDER, "nobody@example.org")
+    assert r.returncode == 0, r.stderr
+    dsns = dsn_of(fg, 1)
+    settle(d, fg)
+    assert len(notices(fg)) == 1 and dsns[0].rcpts == [SENDER]
+    assert b"Action: failed" in dsns[0].data
+
+
+def test_sendmail_N_R_V_ask_for_a_relayed_notice(relay):
+    d, fg = relay()
+    # Options after the recipient, as callers write them.
+    r = sendmail(d, "-f", SENDER, "bob@example.org", "-N",
+                 "success,delay,failure", "-R", "hdrs", "-V",
+                 "job 42+x=y")
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    dsns = dsn_of(fg, 1)
+    settle(d, fg)
+    assert [m.rcpts for m in relayed_mail(fg)] == [["bob@example.org"]]
+    text = dsns[0].data.decode()
+    assert "Original-Envelope-Id: job 42+x=y\r\n" in text
+    assert ("Final-Recipient: rfc822; bob@example.org\r\n"
+            "Action: relayed\r\n") in text
+    assert BODY_MARK not in text
+
+
+def test_sendmail_bad_dsn_values_warn_and_the_mail_goes(relay):
+    d, fg = relay()
+    r = sendmail(d, "-N", "sometimes", "-R", "all", "-f", SENDER,
+                 "bob@example.org")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    assert "warning: bad -N value \"sometimes\" ignored" in err
+    assert "warning: bad -R value \"all\" ignored" in err
+    fg.wait_for_messages(1)
+    settle(d, fg)
+    assert [m.rcpts for m in relayed_mail(fg)] == [["bob@example.org"]]
+    assert notices(fg) == []

@@ -610,7 +610,7 @@ def test_nobody_submits_through_the_setgid_tool(setgid_relay):
     assert env["from"] == "<nobody@relay.test>"
     assert body.startswith(b"Received: by relay.test (smartrelay, from "
                            b"userid 65534)")
-    assert "uid=65534 maildrop=" in d.log()
+    d.wait_log("uid=65534 maildrop=")  # logged after the rename
     # mailx as nobody, through the same link (config from the environment).
     if shutil.which("mailx"):
         rc = os.path.join(d.dir, "mailrc")

@@ -113,7 +113,7 @@ def test_no_notice_ever_goes_to_the_null_sender(relay):
         assert s.rcpt("bob@example.org", ["NOTIFY=SUCCESS"])[0] == 250
         assert s.rcpt("nobody@example.org", ["NOTIFY=FAILURE"])[0] == 250
         assert s.data(body)[0] == 250
-    wait_log(d, r"bounced to=<nobody@example\.org>")
+    d.wait_log_re(r"bounced to=<nobody@example\.org>")
     settle(d, fg)
     # Only the message itself went out (its sender is <> too).
     assert [m.rcpts for m in fg.messages] == [["bob@example.org"]]
@@ -253,7 +253,7 @@ def test_sendmail_N_never_stops_a_bounce(relay):
                                  {"addrs": ["nobody@example.org"]}}})
     r = sendmail(d, "-N", "never", "-f", SENDER, "nobody@example.org")
     assert r.returncode == 0 and r.stderr == b"", r.stderr
-    wait_log(d, r"bounced to=<nobody@example\.org>")
+    d.wait_log_re(r"bounced to=<nobody@example\.org>")
     settle(d, fg)
     assert notices(fg) == [] and "notification id=" not in d.log()
     # The same without -N bounces: -N never is what kept it quiet.

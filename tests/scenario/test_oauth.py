@@ -488,3 +488,32 @@ def test_check_config(oauth_relay):
     out = p.stdout + p.stderr
     assert "oauth.refresh_token_file" in out and "smartrelay oauth" in out
     assert d.conf + ":" in out
+
+
+def test_reload_drops_the_cached_token(oauth_relay):
+    """A reload that changes the OAuth client drops the cached token: the
+    next session asks the endpoint again (here refused: a wrong client id,
+    which pauses), and one that changes nothing keeps it."""
+    import signal
+    d, fg, ft = oauth_relay(mpc=1)
+    send(d)
+    fg.wait_for_messages(1)
+    assert ft.token_requests == 1
+    d.proc.send_signal(signal.SIGHUP)          # same config
+    d.wait_log("reloaded config=")
+    send(d)
+    fg.wait_for_messages(2)
+    assert ft.token_requests == 1               # the cache survived
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace('client_id = "%s"' % ft.client_id,
+                             'client_id = "another-client"'))
+    n = d.log().count("reloaded config=")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: d.log().count("reloaded config=") > n,
+               what="second reload")
+    send(d)
+    d.wait_log("status=invalid_client")
+    assert ft.token_requests == 2
+    assert len(fg.messages) == 2 and len(d.messages()) == 1

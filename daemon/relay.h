@@ -7,8 +7,9 @@
  * with a verified certificate, EHLO again, AUTH PLAIN (LOGIN as fallback)
  * with the password read afresh for this session, and then carries
  * messages one after the other: MAIL/RCPT/DATA (pipelined when offered),
- * the body streamed from the spool with dot-stuffing, RSET after a failed
- * transaction, QUIT at the end.
+ * the body streamed from the spool with dot-stuffing, or, with CHUNKING and
+ * PIPELINING, MAIL/RCPT/"BDAT n LAST" and the body unstuffed in one write;
+ * RSET after a failed transaction, QUIT at the end.
  *
  * The relay decides nothing about queues and records nothing: the
  * scheduler hands it a message with relay_send() when the session reports

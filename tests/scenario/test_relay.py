@@ -47,7 +47,8 @@ def no_mail_or_auth(fg):
 # ---- delivery ----------------------------------------------------------
 
 def test_starttls_delivery_exact_bytes(relay):
-    d, fg = relay()
+    # DATA (no CHUNKING offered): the dot-stuffing on the wire.
+    d, fg = relay(fake={"no_ext": ["CHUNKING"]})
     content = (b"From: <alice@example.net>\r\nTo: <bob@example.org>\r\n"
                b"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
                b"Message-ID: <t1@example.net>\r\n"
@@ -588,7 +589,9 @@ def test_fixing_the_password_file_drains_the_queue(relay):
 
 
 def test_connection_dropped_mid_data_loses_nothing(relay):
-    d, fg = relay(fake={"fail": {"drop_mid_data": {"count": 1,
+    # DATA (no CHUNKING): the fake drops the connection inside DATA.
+    d, fg = relay(fake={"no_ext": ["CHUNKING"],
+                        "fail": {"drop_mid_data": {"count": 1,
                                                    "after_bytes": 50}}},
                   initial=1, rmax=2)
     big = b"".join(b"%06d %s\r\n" % (i, b"x" * 90) for i in range(20000))
@@ -761,7 +764,8 @@ def test_sigterm_mid_transaction_loses_nothing(relay):
     # The upstream stops answering after DATA: SIGTERM ends the
     # transaction (no dot was sent, so no duplicate is possible), the
     # message stays queued and goes out after a restart.
-    d, fg = relay(fake={"fail": {"hang": {"count": 1, "at": "data"}}})
+    d, fg = relay(fake={"no_ext": ["CHUNKING"],
+                        "fail": {"hang": {"count": 1, "at": "data"}}})
     send(d, ["bob@example.org"])
     fg.wait_for(lambda f: f.fail_hits.get("hang") == 1)
     t0 = time.monotonic()
@@ -792,3 +796,85 @@ def test_record_removed_behind_its_back_is_forgotten(
     wait_log(d, r"id=%s record gone from the spool, forgotten" % gone)
     assert [m.rcpts for m in msgs] == [["b@example.org"]]
     assert d.proc.poll() is None
+
+
+# ---- CHUNKING (RFC 3030): the whole transaction in one write ------------
+
+def test_bdat_bytes_exact_one_write(relay):
+    """Gmail offers CHUNKING: MAIL, RCPT, "BDAT n LAST" and the body go in
+    one write, the body as stored (no dot-stuffing, BDAT has no
+    terminator), n counting exactly the bytes sent."""
+    d, fg = relay()
+    content = (b"From: <alice@example.net>\r\nTo: <bob@example.org>\r\n"
+               b"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n"
+               b"Message-ID: <b1@example.net>\r\n"
+               b"Subject: dots\r\n\r\n.dot line\r\n..two dots\r\n.\r\n"
+               b"last\r\n")
+    send(d, ["bob@example.org"], content)
+    msg = fg.wait_for_messages(1)[0]
+    assert msg.via == "BDAT"
+    assert msg.raw_data.endswith(content) and msg.data == msg.raw_data
+    sess = fg.sessions[-1]
+    i = next(k for k, c in enumerate(sess.commands)
+             if c.upper().startswith("MAIL"))
+    assert [c.split()[0].upper() for c in sess.commands[i:i + 3]] == [
+        "MAIL", "RCPT", "BDAT"]
+    assert sess.commands[i + 2] == "BDAT %d LAST" % msg.size
+    # Sent without waiting for the MAIL and RCPT replies.
+    assert sess.pipelined >= 2
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_bdat_refused_rcpt_fails_only_that_recipient(relay):
+    d, fg = relay(fake={"fail": {"rcpt_550_5.1.1": {
+        "addrs": ["nobody@example.org"]}}})
+    send(d, ["bob@example.org", "nobody@example.org", "carol@example.org"])
+    msg = fg.wait_for_messages(1)[0]
+    assert msg.via == "BDAT"
+    assert msg.rcpts == ["bob@example.org", "carol@example.org"]
+    wait_log(d, r"bounced to=<nobody@example\.org> .*550")
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    log = d.log()
+    assert log.count("delivered to=<bob@example.org>") == 1
+    assert log.count("delivered to=<carol@example.org>") == 1
+    assert "delivered to=<nobody@example.org>" not in log
+
+
+def test_bdat_failure_after_data(relay):
+    """The chunk's reply decides the message: a 5xx fails it (only it), a
+    4xx defers it (logged as a possible duplicate) and the retry
+    delivers."""
+    d, fg = relay(fake={"fail": {"dot_552_size": {"count": 1}}},
+                  initial=1, rmax=2)
+    send(d, ["bob@example.org"], subject="first")
+    wait_log(d, r"bounced to=<bob@example\.org> .*552")
+    send(d, ["bob@example.org"], subject="second")
+    msgs = fg.wait_for_messages(2, timeout=20)   # 2nd, and the notice
+    subjects = [re.search(rb"Subject: (.*)\r\n", m.data).group(1)
+                for m in msgs]
+    assert b"second" in subjects and b"first" not in subjects
+    fg.set_fail("dot_451_4.3.0", count=1)
+    fg.reset_record()
+    send(d, ["bob@example.org"], subject="third")
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert b"Subject: third" in msg.data and msg.via == "BDAT"
+    assert "temporary failure after the final dot" in d.log()
+    wait_log(d, r"deferred to=<bob@example\.org> attempt=1")
+    wait_until(lambda: d.messages() == [], what="spool empty")
+
+
+def test_bdat_421_mid_pipeline(relay):
+    """A 421 to RCPT while the chunk is already on its way: the session
+    ends, the message is deferred (nothing was delivered: no RFC 1047
+    warning) and delivered exactly once by the retry."""
+    d, fg = relay(fake={"fail": {"custom": {
+        "count": 1, "at": "rcpt", "close": True,
+        "reply": "421 4.7.0 Try again later, closing connection. {id} - gsmtp"}}},
+        initial=1, rmax=2)
+    send(d, ["bob@example.org"])
+    msg = fg.wait_for_messages(1, timeout=20)[0]
+    assert msg.via == "BDAT"
+    wait_log(d, r"deferred to=<bob@example\.org> attempt=1 .*421")
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    assert len(fg.messages) == 1 and fg.unacked_messages == []
+    assert "may have been delivered" not in d.log()

@@ -497,7 +497,7 @@ hdr_field(struct hdr *h, const char *f, size_t len)
 		break;
 	case HDR_K_REPLYTO:
 		h->seen |= HDR_SEEN_REPLYTO;
-		/* FALLTHROUGH */
+		__attribute__((fallthrough));
 	case HDR_K_ADDR:
 	case HDR_K_FROM:
 		hdr_address_field(h, kind, f, len, namelen);

@@ -507,6 +507,30 @@ def test_per_recipient_rejections_and_bad_syntax(fakegmail):
     assert t.rejected_rcpts == [["nobody@example.org", 550], ["not-an-address", 553]]
 
 
+def test_dsn_only_when_offered(fakegmail_factory):
+    # Like Gmail, the default fake offers no DSN and refuses its
+    # parameters; offer_dsn=True is a server that takes and records them.
+    fg = fakegmail_factory()
+    c = RawSMTP(fg).ready()
+    assert not any(l[4:] == "DSN" for l in c.cmd("EHLO x"))
+    assert c.cmd("MAIL FROM:<%s> RET=HDRS" % USER)[0].startswith("555 ")
+    fg = fakegmail_factory(offer_dsn=True)
+    c = RawSMTP(fg).ready()
+    assert any(l[4:] == "DSN" for l in c.cmd("EHLO x"))
+    assert c.cmd("MAIL FROM:<%s> RET=HDRS ENVID=e+2B1" % USER)[0] \
+        .startswith("250 ")
+    assert c.cmd("RCPT TO:<a@example.org> NOTIFY=SUCCESS,DELAY "
+                 "ORCPT=rfc822;a@example.org")[0].startswith("250 ")
+    assert c.cmd("RCPT TO:<b@example.org>")[0].startswith("250 ")
+    assert c.cmd("RCPT TO:<c@example.org> X=1")[0].startswith("555 ")
+    assert c.cmd("DATA")[0].startswith("354 ")
+    assert c.cmd("hi\r\n.")[0].startswith("250 ")
+    [m] = fg.messages
+    assert m.mail_params == {"RET": "HDRS", "ENVID": "e+2B1"}
+    assert m.rcpt_params == {"a@example.org": {
+        "NOTIFY": "SUCCESS,DELAY", "ORCPT": "rfc822;a@example.org"}}
+
+
 def test_too_many_recipients(fakegmail):
     fg = fakegmail
     fg.set_fail("rcpt_452_too_many", limit=2)

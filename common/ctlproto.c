@@ -8,12 +8,15 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "dsnparam.h"
 
 static const struct {
 	const char *name;
@@ -23,6 +26,7 @@ static const struct {
 	{ "FLUSH", CTLP_FLUSH },
 	{ "DELETE", CTLP_DELETE },
 	{ "MAILDROP", CTLP_MAILDROP },
+	{ "LIST", CTLP_LIST },
 };
 
 static const char *const ctlp_upstream_names[] = {
@@ -32,6 +36,86 @@ static const char *const ctlp_upstream_names[] = {
 	[CTLP_UP_PAUSED_AUTH] = "paused-credentials",
 	[CTLP_UP_PAUSED_QUOTA] = "paused-quota",
 };
+
+/* Appends printf output to the growing string *bp (len, cap); -ENOMEM. */
+static int ctlp_add(char **bp, size_t *len, size_t *cap, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int
+ctlp_add(char **bp, size_t *len, size_t *cap, const char *fmt, ...)
+{
+	va_list ap;
+	char *nb;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(*bp + *len, *cap - *len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return -EINVAL;
+		if ((size_t)n < *cap - *len) {
+			*len += (size_t)n;
+			return 0;
+		}
+		if ((nb = realloc(*bp, 2 * *cap + (size_t)n)) == NULL)
+			return -ENOMEM;
+		*bp = nb;
+		*cap = 2 * *cap + (size_t)n;
+	}
+}
+
+/* An address as one LIST word: xtext, "<>" for the null sender. */
+static int
+ctlp_list_addr(const char *a, char *out, size_t sz)
+{
+	if (*a == '\0') {
+		snprintf(out, sz, "<>");
+		return 0;
+	}
+	return dsnparam_xtext_encode(a, out, sz);
+}
+
+char *
+ctlp_list_format(const struct queue_msg *m, const struct queue_stub *st,
+    bool inflight, const char *reason)
+{
+	static const char *const states[] = { "pending", "delivered",
+	    "failed" };
+	char addr[3 * QUEUE_MAX_ADDR + 1], text[QUEUE_MAX_REPLY + 1];
+	size_t len = 0, cap = 256, i;
+	char *b;
+	int r;
+
+	if ((b = malloc(cap)) == NULL)
+		return NULL;
+	if (m == NULL)
+		r = ctlp_add(&b, &len, &cap, "msg %s %lld 0 0 %lld unread <>\n",
+		    st->id, (long long)st->arrival, (long long)st->next_attempt);
+	else if ((r = ctlp_list_addr(m->from, addr, sizeof(addr))) == 0)
+		r = ctlp_add(&b, &len, &cap, "msg %s %lld %llu %u %lld %s %s\n",
+		    m->id, (long long)m->arrival, (unsigned long long)m->size,
+		    m->attempts, (long long)m->next_attempt, inflight ?
+		    "active" : "queued", addr);
+	if (r == 0 && reason != NULL && *reason != '\0') {
+		snprintf(text, sizeof(text), "%s", reason);
+		for (i = 0; text[i] != '\0'; i++)
+			if (text[i] == '\r' || text[i] == '\n')
+				text[i] = ' ';
+		r = ctlp_add(&b, &len, &cap, "reason %s %s\n", st->id, text);
+	}
+	for (i = 0; r == 0 && m != NULL && i < m->nrcpt; i++)
+		if ((r = ctlp_list_addr(m->rcpt[i].addr, addr,
+		    sizeof(addr))) == 0)
+			r = ctlp_add(&b, &len, &cap, "rcpt %s %s %s\n", m->id,
+			    (unsigned)m->rcpt[i].state < 3 ?
+			    states[m->rcpt[i].state] : "pending", addr);
+	if (r < 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
 
 const char *
 ctlp_upstream_name(enum ctlp_upstream u)

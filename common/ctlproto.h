@@ -14,6 +14,11 @@
  *   FLUSH [ID...]   "flushed ID" or "unknown ID" per id; no id: all
  *   DELETE ID...    "deleted ID" or "unknown ID" per id
  *   MAILDROP        OK; the daemon scans the maildrop soon
+ *   LIST            the queue without message contents, per message:
+ *                     "msg ID ARRIVAL SIZE ATTEMPTS NEXT STATUS SENDER"
+ *                     ("reason ID TEXT")
+ *                     ("rcpt ID STATE ADDRESS")...
+ *                   then OK (ctlp_list_format(); mailq for any user)
  *
  * FLUSH and DELETE are allowed to root and to the daemon's own user only
  * (SO_PEERCRED); the others to anyone who can connect.
@@ -41,6 +46,7 @@ enum ctlp_verb {
 	CTLP_FLUSH,
 	CTLP_DELETE,
 	CTLP_MAILDROP,
+	CTLP_LIST,
 };
 
 /* What the scheduler knows about the smart host. */
@@ -86,6 +92,17 @@ const char *ctlp_upstream_name(enum ctlp_upstream u);
  */
 int ctlp_parse_request(char *line, enum ctlp_verb *verb, char **args,
     size_t maxargs, size_t *nargs, const char **bad);
+
+/*
+ * The LIST lines of one message (malloc'd, NUL-terminated; NULL without
+ * memory).  STATUS is "active" (a relay session is sending it), "queued",
+ * or "unread" (recovered at start, record not read yet: m is NULL and only
+ * st is known).  SENDER and ADDRESS are xtext (RFC 3461 §4), "<>" for the
+ * null sender; TEXT is the rest of the line (the last deferral reason,
+ * line ends made spaces); STATE is pending, delivered or failed.
+ */
+char *ctlp_list_format(const struct queue_msg *m, const struct queue_stub *st,
+    bool inflight, const char *reason);
 
 /* Writes st as "key value\n" data lines; returns the length or -ENOSPC. */
 int ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz);

@@ -40,6 +40,7 @@ struct ctl_conn {
 	uid_t uid;			/* the peer's, from SO_PEERCRED */
 	pid_t pid;
 	bool done;			/* reply queued; free once written */
+	bool error;			/* LIST ran out of memory */
 	bool closing;			/* the free is scheduled */
 	TAILQ_ENTRY(ctl_conn) entry;
 };
@@ -183,6 +184,39 @@ ctl_do_ids(struct ctl_conn *cc, enum ctlp_verb verb, char **ids, size_t n)
 		ctl_out(cc, "OK");
 }
 
+/* One message of a LIST reply; bodies are never shown. */
+static void
+ctl_list_one(void *ctx, const struct queue_msg *m, const struct queue_stub *st,
+    bool inflight, const char *reason)
+{
+	struct ctl_conn *cc = ctx;
+	char *lines;
+
+	if (cc->error)
+		return;
+	if ((lines = ctlp_list_format(m, st, inflight, reason)) == NULL) {
+		cc->error = true;
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(cc->bev), lines, strlen(lines));
+	free(lines);
+}
+
+/*
+ * LIST: the queue for anyone who can connect (mailq for any local user, as
+ * Postfix's showq), envelopes only, never message contents.
+ */
+static void
+ctl_do_list(struct ctl_conn *cc)
+{
+	if (cc->ctl->ops.list != NULL)
+		cc->ctl->ops.list(cc->ctl->ops.arg, ctl_list_one, cc);
+	if (cc->error)
+		ctl_out(cc, "ERR %d out of memory", EX_TEMPFAIL);
+	else
+		ctl_out(cc, "OK");
+}
+
 /* Answers one request line. */
 static void
 ctl_request(struct ctl_conn *cc, char *line)
@@ -219,6 +253,9 @@ ctl_request(struct ctl_conn *cc, char *line)
 		if (cc->ctl->ops.maildrop != NULL)
 			cc->ctl->ops.maildrop(cc->ctl->ops.arg);
 		ctl_out(cc, "OK");
+		break;
+	case CTLP_LIST:
+		ctl_do_list(cc);
 		break;
 	}
 }

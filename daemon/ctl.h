@@ -17,11 +17,18 @@
 #ifndef SMARTRELAY_CTL_H
 #define SMARTRELAY_CTL_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct ctlp_status;
 struct event_base;
 struct ctl;
+struct queue_msg;
+struct queue_stub;
+
+/* One queued message for LIST (see ctlp_list_format()). */
+typedef void ctl_list_fn(void *ctx, const struct queue_msg *m,
+    const struct queue_stub *st, bool inflight, const char *reason);
 
 struct ctl_ops {
 	/* Fills st (version, pid and started are already set). */
@@ -32,6 +39,8 @@ struct ctl_ops {
 	int (*del)(void *arg, const char *id, uid_t by);
 	/* A submission is waiting in the maildrop. */
 	void (*maildrop)(void *arg);
+	/* Calls out for every queued message, with its last deferral reason. */
+	void (*list)(void *arg, ctl_list_fn *out, void *ctx);
 	void *arg;
 };
 

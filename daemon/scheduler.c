@@ -475,6 +475,25 @@ sched_deadline_ms(const struct sched *s, const struct sched_msg *e)
 }
 
 /*
+ * The message's last deferral reason (mailq shows it): what a pending
+ * recipient was told (e.g. "450 4.2.1" to RCPT, rather than the "503 RCPT
+ * first" that a pipelined DATA then got), else the transaction's reply.
+ */
+static const char *
+sched_defer_reason(const struct queue_msg *m, const struct relay_result *res,
+    const char *reason)
+{
+	const char *why;
+	size_t i;
+
+	for (i = 0; res != NULL && i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING &&
+		    (why = sched_rcpt_reply(res, i)) != NULL && *why != '\0')
+			return why;
+	return reason;
+}
+
+/*
  * Defers e after a transaction that tried it: one more attempt counted,
  * the next one after the backoff, recorded in the spool; or gives up when
  * the message is older than retry.give_up_after.
@@ -502,7 +521,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 	if (when > deadline)
 		when = deadline;
 	r = queue_set_schedule(s->queue, m, attempts,
-	    (time_t)((when + 999) / 1000), reason);
+	    (time_t)((when + 999) / 1000), sched_defer_reason(m, res, reason));
 	if (r == -ENOENT) {
 		/* Removed from the spool behind our back: forget it. */
 		log_msg(LOG_WARNING, m->id, "record gone from the spool, "
@@ -1477,6 +1496,22 @@ unsigned
 sched_sessions(const struct sched *s)
 {
 	return s->nconns;
+}
+
+void
+sched_foreach(const struct sched *s, sched_visit_fn *fn, void *arg)
+{
+	const struct sched_msg *e;
+	const struct sched_conn *c;
+	size_t i;
+
+	TAILQ_FOREACH(e, &s->due, entry)
+		fn(arg, e->m, &e->st, false);
+	for (i = 0; i < s->nheap; i++)
+		fn(arg, s->heap[i]->m, &s->heap[i]->st, false);
+	TAILQ_FOREACH(c, &s->conns, entry)
+		if (c->cur != NULL)
+			fn(arg, c->cur->m, &c->cur->st, true);
 }
 
 size_t

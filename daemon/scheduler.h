@@ -104,6 +104,14 @@ unsigned sched_sessions(const struct sched *s);
 /* Messages in the queue. */
 size_t sched_count(const struct sched *s);
 /*
+ * Calls fn for every queued message (for the queue listing): m is NULL for
+ * a message recovered at start whose record is not read yet (then only the
+ * stub is known); inflight is true while a relay session sends it.
+ */
+typedef void sched_visit_fn(void *arg, const struct queue_msg *m,
+    const struct queue_stub *st, bool inflight);
+void sched_foreach(const struct sched *s, sched_visit_fn *fn, void *arg);
+/*
  * A new configuration after a reload; cfg is used from now on in any case
  * (the old one may be freed).  The TLS settings are checked and the TLS
  * context, if one was made, is rebuilt: on an error (bad ca_file) the

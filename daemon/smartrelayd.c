@@ -256,6 +256,41 @@ daemon_ctl_maildrop(void *arg)
 	pickup_kick(d->pickup);
 }
 
+/* LIST: what the scheduler holds, with a reason for each waiting message. */
+struct daemon_list {
+	ctl_list_fn *out;
+	void *ctx;
+	const char *upstream;		/* borrowed: the upstream's problem */
+};
+
+static void
+daemon_list_one(void *arg, const struct queue_msg *m,
+    const struct queue_stub *st, bool inflight)
+{
+	struct daemon_list *l = arg;
+	const char *reason = m != NULL ? m->last_reply : NULL;
+
+	/* A pause or an unreachable upstream is recorded per message
+	 * nowhere (docs/relay.md); it is every waiting message's reason. */
+	if (!inflight && l->upstream != NULL && (reason == NULL ||
+	    m->attempts == 0))
+		reason = l->upstream;
+	l->out(l->ctx, m, st, inflight, reason);
+}
+
+static void
+daemon_ctl_list(void *arg, ctl_list_fn *out, void *ctx)
+{
+	struct daemon *d = arg;
+	struct sched_status ss;
+	struct daemon_list l = { out, ctx, NULL };
+
+	sched_status(d->sched, &ss);
+	if (ss.state != SCHED_UP_OK && ss.reply != NULL && *ss.reply != '\0')
+		l.upstream = ss.reply;
+	sched_foreach(d->sched, daemon_list_one, &l);
+}
+
 /*
  * The local side: moves what waits in the maildrop into the queue (before
  * READY), then opens the control socket.
@@ -268,6 +303,7 @@ daemon_local_start(struct daemon *d)
 		.flush = daemon_ctl_flush,
 		.del = daemon_ctl_delete,
 		.maildrop = daemon_ctl_maildrop,
+		.list = daemon_ctl_list,
 		.arg = d,
 	};
 	char *err = NULL;

@@ -23,6 +23,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "ctlproto.h"
+#include "dsnparam.h"
 #include "oauth.h"
 #include "queue.h"
 #include "smtpproto.h"
@@ -34,6 +35,7 @@
 struct cli_entry {
 	struct queue_msg *m;		/* owned */
 	bool maildrop;
+	bool active;			/* the daemon is sending it (LIST) */
 };
 
 struct cli_listing {
@@ -209,52 +211,66 @@ cli_fmt_age(char *buf, size_t sz, time_t secs)
 	return buf;
 }
 
+/*
+ * One message in Postfix's mailq format (its showq): "ID[*] SIZE ARRIVAL
+ * SENDER", the last deferral reason in parentheses, then one indented line
+ * per pending recipient.
+ */
 static void
-cli_human_msg(FILE *f, const struct cli_entry *e)
+cli_postfix_msg(FILE *f, const struct cli_entry *e)
 {
 	const struct queue_msg *m = e->m;
-	char t1[32], t2[32];
+	const char *reason;
+	char when[32] = "";
+	struct tm tm;
 	size_t i;
+	int pad;
 
-	fprintf(f, "%s%c %9" PRIu64 "  %s  <%s>\n", m->id,
-	    e->maildrop ? '*' : ' ', m->size,
-	    cli_fmt_time(t1, sizeof(t1), m->arrival), m->from);
-	if (e->maildrop)
-		fprintf(f, "    waiting in the maildrop for the daemon\n");
-	else if (m->attempts > 0 || m->next_attempt != 0)
-		fprintf(f, "    attempts %u, next attempt %s\n", m->attempts,
-		    cli_fmt_time(t2, sizeof(t2), m->next_attempt));
-	if (m->last_reply != NULL)
-		fprintf(f, "    last reply: %s\n", m->last_reply);
-	for (i = 0; i < m->nrcpt; i++) {
-		fprintf(f, "    %-9s  <%s>", cli_rcpt_state(m->rcpt[i].state),
-		    m->rcpt[i].addr);
-		if (m->rcpt[i].reply != NULL)
-			fprintf(f, "  %s", m->rcpt[i].reply);
-		fputc('\n', f);
+	if (localtime_r(&m->arrival, &tm) != NULL)
+		strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm);
+	fprintf(f, "%-10s%c%8" PRIu64 " %-20.20s %s\n", m->id,
+	    e->active ? '*' : ' ', m->size, when,
+	    *m->from != '\0' ? m->from : "MAILER-DAEMON");
+	if ((reason = m->last_reply) == NULL && e->maildrop)
+		reason = "waiting in the maildrop for smartrelayd";
+	if (reason != NULL) {
+		pad = 76 - (int)strlen(reason);
+		fprintf(f, "%*s(%s)\n", pad > 0 ? pad : 0, "", reason);
 	}
+	for (i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			fprintf(f, "%41s%s\n", "", m->rcpt[i].addr);
 }
 
+/*
+ * The listing in Postfix's format, which monitoring parses (check_mailq
+ * -M postfix reads the last line, Zabbix counts lines starting with an id
+ * character); the "Total requests" line is Sendmail's, for parsers of its
+ * format (check_mailq -M sendmail), and starts with blanks, so that it is
+ * neither a message line nor the last line.
+ */
 static void
 cli_human_listing(FILE *f, const struct cli_listing *l)
 {
 	size_t i;
 
-	if (l->n == 0 && l->nerrors == 0) {
+	if (l->nerrors > 0)
+		fprintf(stderr, "mailq: %zu queue record%s could not be read\n",
+		    l->nerrors, l->nerrors == 1 ? "" : "s");
+	if (l->n == 0) {
 		fprintf(f, "Mail queue is empty\n");
 		return;
 	}
-	fprintf(f, "%-17s %9s  %-19s  %s\n", "ID", "Size", "Arrival",
-	    "Sender / recipients");
-	for (i = 0; i < l->n; i++)
-		cli_human_msg(f, &l->e[i]);
-	fprintf(f, "-- %zu message%s, %" PRIu64 " bytes", l->n,
-	    l->n == 1 ? "" : "s", l->bytes);
-	if (l->nmaildrop > 0)
-		fprintf(f, " (%zu in the maildrop, marked *)", l->nmaildrop);
-	if (l->nerrors > 0)
-		fprintf(f, ", %zu unreadable", l->nerrors);
-	fputc('\n', f);
+	fprintf(f, "%-10s %8s %-20s %s\n", "-Queue ID-", "--Size--",
+	    "----Arrival Time----", "-Sender/Recipient-------");
+	for (i = 0; i < l->n; i++) {
+		if (i > 0)
+			fputc('\n', f);
+		cli_postfix_msg(f, &l->e[i]);
+	}
+	fprintf(f, "\n\t\tTotal requests: %zu\n", l->n);
+	fprintf(f, "-- %" PRIu64 " Kbytes in %zu Request%s.\n", l->bytes / 1024,
+	    l->n, l->n == 1 ? "" : "s");
 }
 
 /* ---- reading the spool -------------------------------------------------- */
@@ -272,6 +288,7 @@ cli_listing_add(struct cli_listing *l, struct queue_msg *m, bool maildrop)
 	l->e = ne;
 	l->e[l->n].m = m;
 	l->e[l->n].maildrop = maildrop;
+	l->e[l->n].active = false;
 	l->n++;
 	l->bytes += m->size;
 	if (maildrop)
@@ -363,14 +380,179 @@ cli_read_spool(struct cli *c, struct cli_listing *l)
 	return 0;
 }
 
+/* Connects to the daemon; -ENOENT/-ECONNREFUSED when it is not running. */
+static int
+cli_connect(const struct cli *c, int *fdp)
+{
+	int r;
+
+	cli_priv_on(c);
+	r = ctlp_connect(c->cfg->spool, fdp);
+	cli_priv_off(c);
+	return r;
+}
+
+static bool
+cli_daemon_down(int r)
+{
+	return r == -ENOENT || r == -ECONNREFUSED;
+}
+
+/* ---- the listing from the daemon (LIST) ---------------------------------- */
+
+struct cli_list_ctx {
+	struct cli_listing *l;		/* borrowed */
+	int error;			/* -ENOMEM or -EPROTO */
+};
+
+/* "<>" or xtext into a malloc'd address. */
+static char *
+cli_list_addr(const char *w)
+{
+	char *a;
+
+	if (strcmp(w, "<>") == 0)
+		return strdup("");
+	if ((a = malloc(strlen(w) + 1)) != NULL)
+		dsnparam_xtext_decode(w, a, strlen(w) + 1);
+	return a;
+}
+
+/* "msg ID ARRIVAL SIZE ATTEMPTS NEXT STATUS SENDER": a new entry. */
+static int
+cli_list_msg(struct cli_listing *l, char *rest)
+{
+	char id[QUEUE_ID_LEN + 2], status[16], sender[3 * QUEUE_MAX_ADDR + 1];
+	long long arrival, next;
+	unsigned long long size;
+	struct queue_msg *m;
+	unsigned attempts;
+
+	if (sscanf(rest, "%17s %lld %llu %u %lld %15s %3072s", id, &arrival,
+	    &size, &attempts, &next, status, sender) != 7 ||
+	    !queue_id_valid(id))
+		return -EPROTO;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -ENOMEM;
+	memcpy(m->id, id, sizeof(m->id));
+	m->arrival = (time_t)arrival;
+	m->size = size;
+	m->attempts = attempts;
+	m->next_attempt = (time_t)next;
+	if ((m->from = cli_list_addr(sender)) == NULL ||
+	    cli_listing_add(l, m, false) < 0) {
+		if (m->from == NULL)
+			queue_msg_free(m);
+		return -ENOMEM;
+	}
+	l->e[l->n - 1].active = strcmp(status, "active") == 0;
+	return 0;
+}
+
+/* "rcpt ID STATE ADDRESS": a recipient of the last entry. */
+static int
+cli_list_rcpt(struct queue_msg *m, char *rest)
+{
+	char state[16], addr[3 * QUEUE_MAX_ADDR + 1];
+	struct queue_rcpt *nr;
+
+	if (sscanf(rest, "%*s %15s %3072s", state, addr) != 2)
+		return -EPROTO;
+	if ((nr = reallocarray(m->rcpt, m->nrcpt + 1, sizeof(*nr))) == NULL)
+		return -ENOMEM;
+	m->rcpt = nr;
+	memset(&nr[m->nrcpt], 0, sizeof(*nr));
+	nr[m->nrcpt].state = strcmp(state, "delivered") == 0 ?
+	    QUEUE_RCPT_DELIVERED : strcmp(state, "failed") == 0 ?
+	    QUEUE_RCPT_FAILED : QUEUE_RCPT_PENDING;
+	if ((nr[m->nrcpt].addr = cli_list_addr(addr)) == NULL)
+		return -ENOMEM;
+	m->nrcpt++;
+	return 0;
+}
+
+/* One data line of a LIST reply. */
+static void
+cli_list_line(void *arg, const char *line)
+{
+	struct cli_list_ctx *x = arg;
+	struct cli_listing *l = x->l;
+	struct queue_msg *m = l->n > 0 ? l->e[l->n - 1].m : NULL;
+	char buf[CTLP_LINE_MAX + 1], *rest;
+	const char *text;
+	int r = 0;
+
+	if (x->error != 0)
+		return;
+	snprintf(buf, sizeof(buf), "%s", line);
+	rest = buf + strcspn(buf, " ");
+	if (*rest == ' ')
+		*rest++ = '\0';
+	if (strcmp(buf, "msg") == 0)
+		r = cli_list_msg(l, rest);
+	else if (m == NULL || strncmp(rest, m->id, QUEUE_ID_LEN) != 0)
+		r = -EPROTO;
+	else if (strcmp(buf, "rcpt") == 0)
+		r = cli_list_rcpt(m, rest);
+	else if (strcmp(buf, "reason") == 0) {
+		text = rest + QUEUE_ID_LEN + (rest[QUEUE_ID_LEN] == ' ');
+		free(m->last_reply);
+		if ((m->last_reply = strdup(text)) == NULL)
+			r = -ENOMEM;
+	}
+	x->error = r;
+}
+
+/*
+ * The queue as the daemon holds it, for any user (envelopes only).
+ * Returns 0, 1 when the daemon is not running, or a sysexits status.
+ */
+static int
+cli_read_daemon(struct cli *c, struct cli_listing *l)
+{
+	struct cli_list_ctx x = { l, 0 };
+	char *err = NULL;
+	int fd, r;
+
+	if ((r = cli_connect(c, &fd)) < 0)
+		return cli_daemon_down(r) ? 1 : EX_TEMPFAIL;
+	r = ctlp_call(fd, "LIST", cli_list_line, &x, &err);
+	close(fd);
+	if (r == 0 && x.error == 0)
+		return 0;
+	cli_err(c, "listing the queue: %s", err != NULL ? err : x.error != 0 ?
+	    strerror(-x.error) : r < 0 ? strerror(-r) : "refused");
+	free(err);
+	return r > 0 ? r : EX_TEMPFAIL;
+}
+
+/*
+ * mailq: from the daemon when it runs (any user; '*' marks what it is
+ * sending), else from the spool, which only root and the daemon's user
+ * may read.  --json reads the spool when it may (it holds every
+ * recipient's reply), else asks the daemon.
+ */
 int
 cli_list(struct cli *c, bool json)
 {
 	struct cli_listing l = { 0 };
 	int r;
 
-	if ((r = cli_read_spool(c, &l)) != 0)
+	if (json && cli_is_admin(c))
+		r = cli_read_spool(c, &l);
+	else if ((r = cli_read_daemon(c, &l)) == 1) {
+		if (!cli_is_admin(c)) {
+			cli_err(c, "mail queue report unavailable: smartrelayd "
+			    "is not running (only root and the owner of the "
+			    "spool may read it directly)");
+			return EX_UNAVAILABLE;
+		}
+		r = cli_read_spool(c, &l);
+	}
+	if (r != 0) {
+		cli_listing_free(&l);
 		return r;
+	}
 	if (json)
 		cli_json_listing(stdout, c->cfg->spool, &l);
 	else
@@ -399,24 +581,6 @@ cli_queue(struct cli *c, int argc, char **argv)
 }
 
 /* ---- the control socket ------------------------------------------------- */
-
-/* Connects to the daemon; -ENOENT/-ECONNREFUSED when it is not running. */
-static int
-cli_connect(const struct cli *c, int *fdp)
-{
-	int r;
-
-	cli_priv_on(c);
-	r = ctlp_connect(c->cfg->spool, fdp);
-	cli_priv_off(c);
-	return r;
-}
-
-static bool
-cli_daemon_down(int r)
-{
-	return r == -ENOENT || r == -ECONNREFUSED;
-}
 
 bool
 cli_kick(const struct cli *c)

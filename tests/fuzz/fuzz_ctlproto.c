@@ -36,7 +36,7 @@ fuzz_request(const char *line)
 		return;
 	r = ctlp_parse_request(copy, &verb, args, MAXARGS, &n, &bad);
 	if (r == 0) {
-		if (n > MAXARGS || verb > CTLP_MAILDROP)
+		if (n > MAXARGS || verb > CTLP_LIST)
 			abort();
 		for (i = 0; i < n; i++)
 			if (!queue_id_valid(args[i]))

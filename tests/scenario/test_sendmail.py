@@ -500,3 +500,191 @@ def test_real_php_mail(gmail):
     assert msg.mail_from == "shop@example.com"
     assert values(fields, "From") == [b"Shop <shop@example.com>"]
     assert_rfc5322(fields)
+
+
+# ---- mailq as monitoring parses it ------------------------------------------
+
+
+def check_mailq(d, bindir, *args, user=None):
+    """The real check_mailq (monitoring-plugins), its mailq pointed at ours:
+    a copy of the plugin beside a copy of utils.pm with PATH_TO_MAILQ set."""
+    src = "/usr/lib/nagios/plugins"
+    plug = os.path.join(bindir, "plugins")
+    if not os.path.isdir(plug):
+        os.makedirs(plug)
+        shutil.copy(os.path.join(src, "check_mailq"), plug)
+        with open(os.path.join(src, "utils.pm")) as f:
+            utils = f.read()
+        utils = re.sub(r'\$PATH_TO_MAILQ\s*=\s*"[^"]*"',
+                       '$PATH_TO_MAILQ = "%s"' % os.path.join(bindir, "mailq"),
+                       utils)
+        with open(os.path.join(plug, "utils.pm"), "w") as f:
+            f.write(utils)
+        os.chmod(plug, 0o755)
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf)
+    argv = [os.path.join(plug, "check_mailq")] + list(args)
+    if user:
+        argv = user + ["env", "SMARTRELAY_CONFIG=" + d.conf] + argv
+    r = run(argv, env=env)
+    return r.returncode, r.stdout.decode().strip().split("|")[0]
+
+
+def queued_and_tried(d, n):
+    """Waits until n messages are queued and each was tried once."""
+    import json
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = run([SMARTRELAY, "-c", d.conf, "queue", "--json"])
+        msgs = json.loads(r.stdout)["messages"]
+        if len(msgs) == n and all(m["attempts"] > 0 for m in msgs):
+            return msgs
+        time.sleep(0.2)
+    raise AssertionError(d.log())
+
+
+def test_mailq_postfix_format_and_check_mailq(gmail):
+    if not os.path.exists("/usr/lib/nagios/plugins/check_mailq"):
+        pytest.skip("monitoring-plugins-standard is not installed")
+    d, fg = gmail()
+    bindir = links(d)
+    mailq = os.path.join(bindir, "mailq")
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf)
+    assert run([mailq], env=env).stdout == b"Mail queue is empty\n"
+    assert check_mailq(d, bindir, "-M", "postfix", "-w", "2", "-c", "5") == \
+        (0, "OK: postfix mailq reports queue is empty")
+    assert check_mailq(d, bindir, "-M", "sendmail", "-w", "2", "-c", "5") == \
+        (0, "OK: sendmail mailq is empty")
+    fg.set_fail("rcpt_450_4.2.1")
+    for i in range(3):
+        r = sendmail(d, "-f", "alice@example.com", "bob%d@example.net" % i,
+                     "carol@example.net", input=b"Subject: %d\n\nx\n" % i)
+        assert r.returncode == 0, r.stderr
+    msgs = queued_and_tried(d, 3)
+    r = run([mailq], env=env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["-Queue", "ID-", "--Size--"]
+    heads = [x for x in lines if re.match("^[0-9A-Z]", x)]
+    assert len(heads) == 3
+    assert sorted(h.split()[0].rstrip("*") for h in heads) == \
+        sorted(m["id"] for m in msgs)
+    assert all(h.endswith("  alice@example.com") for h in heads)
+    reasons = [x.strip() for x in lines if x.strip().startswith("(")]
+    assert len(reasons) == 3 and all("450 4.2.1" in x for x in reasons)
+    assert out.count(" " * 41 + "carol@example.net\n") == 3
+    assert lines[-1] == "-- %d Kbytes in 3 Requests." % (
+        sum(m["size"] for m in msgs) // 1024)
+    assert b"Subject" not in r.stdout
+    # sendmail -bp is the same listing; grep -c '^[0-9A-Z]' counts messages.
+    assert sendmail(d, "-bp").stdout.count(b"carol@example.net") == 3
+    grep = subprocess.run("%s | grep -c '^[0-9A-Z]'" % mailq, shell=True,
+                          env=env, capture_output=True)
+    assert grep.stdout == b"3\n"
+    # The real check_mailq, both parsers, each threshold.
+    for kind in ("postfix", "sendmail"):
+        assert check_mailq(d, bindir, "-M", kind, "-w", "5", "-c", "10") == \
+            (0, "OK: %s mailq (3) is below threshold (5/10)" % kind)
+        assert check_mailq(d, bindir, "-M", kind, "-w", "2", "-c", "5") == \
+            (1, "WARNING: %s mailq is 3 (threshold w = 2)" % kind)
+        assert check_mailq(d, bindir, "-M", kind, "-w", "1", "-c", "3") == \
+            (2, "CRITICAL: %s mailq is 3 (threshold c = 3)" % kind)
+
+
+def test_mailq_marks_the_message_being_sent(gmail):
+    d, fg = gmail()
+    fg.set_fail("hang", at="dot")
+    r = sendmail(d, "bob@example.net", input=b"Subject: slow\n\nx\n")
+    assert r.returncode == 0, r.stderr
+    env = dict(os.environ, SMARTRELAY_CONFIG=d.conf)
+    import time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = run([os.path.join(links(d), "mailq")], env=env).stdout
+        if re.search(rb"^[0-9A-F]{16}\* ", out, re.M):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(out)
+    assert out.splitlines()[-1] == b"-- 0 Kbytes in 1 Request."
+
+
+@pytest.fixture
+def setgid_gmail(fakegmail_factory):
+    """A daemon whose spool only its group may reach, and a setgid copy of
+    the tool, so that nobody can be tested (root only)."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    import grp
+    import tempfile
+    group = "srsm%d" % os.getpid()
+    subprocess.run(["groupadd", group], check=True)
+    gid = grp.getgrnam(group).gr_gid
+    # Outside pytest's 0700 tmp tree, so that nobody can reach it.
+    top = tempfile.mkdtemp(prefix="srsm.")
+    os.chmod(top, 0o755)
+    d = None
+    try:
+        bindir = os.path.join(top, "bin")
+        os.mkdir(bindir, 0o755)
+        exe = os.path.join(bindir, "smartrelay")
+        shutil.copy(SMARTRELAY, exe)
+        os.chown(exe, 0, gid)
+        os.chmod(exe, 0o2755)
+        for name in ("sendmail", "mailq"):
+            os.symlink("smartrelay", os.path.join(bindir, name))
+        probe = run(NOBODY + [exe, "--version"])
+        if probe.returncode != 0 and b"Sanitizer" in probe.stderr:
+            pytest.skip("a sanitizer build cannot run setgid")
+        spool = os.path.join(top, "spool")
+        os.mkdir(spool, 0o710)
+        os.chown(spool, 0, gid)
+        os.mkdir(os.path.join(spool, "maildrop"))
+        os.chown(os.path.join(spool, "maildrop"), 0, gid)
+        fg = fakegmail_factory()
+        d = Daemon(top, upstream=upstream_conf(top, fg),
+                   extra="rewrite = { %s };" % ALIASES)
+        os.chmod(d.conf, 0o644)
+        d.start()
+        yield d, fg, bindir
+    finally:
+        if d is not None:
+            d.stop()
+        shutil.rmtree(top)
+        subprocess.run(["groupdel", group])
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def test_mailq_for_a_normal_user(setgid_gmail):
+    d, fg, bindir = setgid_gmail
+    if not os.path.exists("/usr/lib/nagios/plugins/check_mailq"):
+        pytest.skip("monitoring-plugins-standard is not installed")
+    fg.set_fail("rcpt_450_4.2.1")
+    for i in range(2):
+        r = run(NOBODY + [os.path.join(bindir, "sendmail"), "-C", d.conf,
+                          "bob@example.net"], input=b"Subject: secret\n\nx\n")
+        assert r.returncode == 0, r.stderr
+    queued_and_tried(d, 2)
+    r = run(NOBODY + [os.path.join(bindir, "mailq"), "-C", d.conf])
+    assert r.returncode == 0, r.stderr
+    assert len(re.findall(rb"^[0-9A-Z]", r.stdout, re.M)) == 2
+    assert b"450 4.2.1" in r.stdout and b"secret" not in r.stdout
+    assert r.stdout.endswith(b" in 2 Requests.\n")
+    # --json too, for scripts run as a normal user.
+    r = run(NOBODY + [os.path.join(bindir, "smartrelay"), "-c", d.conf,
+                      "queue", "--json"])
+    assert r.returncode == 0, r.stderr
+    import json
+    assert len(json.loads(r.stdout)["messages"]) == 2
+    for kind in ("postfix", "sendmail"):
+        assert check_mailq(d, bindir, "-M", kind, "-w", "2", "-c", "5",
+                           user=NOBODY) == \
+            (1, "WARNING: %s mailq is 2 (threshold w = 2)" % kind)
+    # With the daemon stopped, the spool is closed to nobody: a clear error.
+    d.stop()
+    r = run(NOBODY + [os.path.join(bindir, "mailq"), "-C", d.conf])
+    assert r.returncode == 69
+    assert b"not running" in r.stderr

@@ -54,6 +54,9 @@ test_parse_request(void **state)
 	assert_int_equal(parse("MAILDROP", buf, sizeof(buf), &verb, args, 4,
 	    &n, &bad), 0);
 	assert_int_equal(verb, CTLP_MAILDROP);
+	assert_int_equal(parse("LIST", buf, sizeof(buf), &verb, args, 4,
+	    &n, &bad), 0);
+	assert_int_equal(verb, CTLP_LIST);
 	assert_int_equal(parse("FLUSH", buf, sizeof(buf), &verb, args, 4, &n,
 	    &bad), 0);
 	assert_int_equal(verb, CTLP_FLUSH);
@@ -333,11 +336,40 @@ test_call_refuses_bad_replies(void **state)
 	assert_string_equal(got, "");
 }
 
+/* LIST lines: xtext addresses, "<>", the reason on one line, no body. */
+static void
+test_list_format(void **state)
+{
+	struct queue_rcpt rcpt[2] = {
+		{ .addr = (char *)"b c@x.org", .state = QUEUE_RCPT_PENDING },
+		{ .addr = (char *)"d@x.org", .state = QUEUE_RCPT_DELIVERED },
+	};
+	struct queue_msg m = { .id = "6613F33DE6B10FFA", .arrival = 100,
+	    .from = (char *)"", .rcpt = rcpt, .nrcpt = 2, .size = 2048,
+	    .attempts = 3, .next_attempt = 200 };
+	struct queue_stub st = { .id = "6613F33DE6B10FFA", .arrival = 100,
+	    .next_attempt = 7 };
+	char *s;
+
+	assert_non_null(s = ctlp_list_format(&m, &st, true,
+	    "450 4.2.1 slow\r\ndown"));
+	assert_string_equal(s,
+	    "msg 6613F33DE6B10FFA 100 2048 3 200 active <>\n"
+	    "reason 6613F33DE6B10FFA 450 4.2.1 slow  down\n"
+	    "rcpt 6613F33DE6B10FFA pending b+20c@x.org\n"
+	    "rcpt 6613F33DE6B10FFA delivered d@x.org\n");
+	free(s);
+	assert_non_null(s = ctlp_list_format(NULL, &st, false, NULL));
+	assert_string_equal(s, "msg 6613F33DE6B10FFA 100 0 0 7 unread <>\n");
+	free(s);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_request),
+		cmocka_unit_test(test_list_format),
 		cmocka_unit_test(test_parse_request_refusals),
 		cmocka_unit_test(test_status_round_trip),
 		cmocka_unit_test(test_status_token_round_trip),

@@ -29,6 +29,8 @@ done
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 echo "installing:$missing" >&2
+# A first run interrupted inside dpkg leaves it half-configured.
+$sudo dpkg --configure -a
 $sudo apt-get update -q
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q \
     --no-install-recommends $missing

@@ -10,13 +10,20 @@ cd "$(dirname "$0")/.."
 
 sh tests/install-deps.sh test
 
+# Configures (or reconfigures) a build directory with the test suite on;
+# meson's messages stay hidden unless it fails.
 setup() {
 	dir=$1; shift
-	if [ -d "$dir" ]; then
-		meson setup --reconfigure "$dir" "$@" >/dev/null
-	else
-		meson setup "$dir" "$@" >/dev/null
+	log=$(mktemp)
+	if [ -f "$dir/meson-private/coredata.dat" ]; then
+		set -- --reconfigure "$@"
 	fi
+	if ! meson setup "$dir" -Dtests=enabled "$@" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		return 1
+	fi
+	rm -f "$log"
 }
 
 setup build

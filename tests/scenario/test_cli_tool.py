@@ -60,6 +60,9 @@ def wait_queued(d, n=1):
                lambda: "%d queued:\n%s" % (n, d.log()))
     wait_until(lambda: maildrop(d) == [], 10,
                lambda: "an empty maildrop:\n%s" % d.log())
+    # The pickup logs "queued" just after it empties the maildrop.
+    wait_until(lambda: d.log().count(" maildrop=") >= n, 10,
+               lambda: "%d queued in the log:\n%s" % (n, d.log()))
     return d.messages()
 
 

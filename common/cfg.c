@@ -903,11 +903,41 @@ cfg_load_key(struct cfg_ctx *ctx, const config_setting_t *s,
 		cfg_load_tls(ctx, s, key);
 		break;
 	case K_CUSTOM:
+	case K_GROUP:
 		k->fn(ctx, s);
 		break;
 	default:
 		cfg_load_string(ctx, s, k, key);
 		break;
+	}
+}
+
+/*
+ * cfg_list_keys(): names each key of a table with its group's prefix;
+ * descends into K_GROUP keys by calling their loader, which walks its own
+ * table (with no setting) back to here.
+ */
+static void
+cfg_list_table(struct cfg_ctx *ctx, const struct cfg_key *keys, size_t nkeys)
+{
+	char saved[sizeof(ctx->list_prefix)], name[sizeof(ctx->list_prefix)];
+	size_t j;
+
+	for (j = 0; j < nkeys; j++) {
+		if ((size_t)snprintf(name, sizeof(name), "%s%s%s",
+		    ctx->list_prefix, ctx->list_prefix[0] ? "." : "",
+		    keys[j].name) >= sizeof(name)) {
+			ctx->oom = 1;	/* a schema too deep for the buffer */
+			continue;
+		}
+		if (keys[j].kind != K_GROUP) {
+			ctx->list(name, ctx->list_arg);
+			continue;
+		}
+		memcpy(saved, ctx->list_prefix, sizeof(saved));
+		memcpy(ctx->list_prefix, name, sizeof(name));
+		keys[j].fn(ctx, NULL);
+		memcpy(ctx->list_prefix, saved, sizeof(saved));
 	}
 }
 
@@ -917,11 +947,17 @@ cfg_walk(struct cfg_ctx *ctx, const config_setting_t *group,
     const struct cfg_key *keys, size_t nkeys)
 {
 	const config_setting_t *s;
-	const char *gname = config_setting_is_root(group) ? NULL :
-	    config_setting_name(group);
-	int i, n = config_setting_length(group);
+	const char *gname;
+	int i, n;
 	size_t j;
 
+	if (ctx->list != NULL) {
+		cfg_list_table(ctx, keys, nkeys);
+		return;
+	}
+	gname = config_setting_is_root(group) ? NULL :
+	    config_setting_name(group);
+	n = config_setting_length(group);
 	for (i = 0; i < n; i++) {
 		s = config_setting_get_elem(group, (unsigned)i);
 		for (j = 0; j < nkeys; j++)
@@ -939,7 +975,7 @@ void
 cfg_walk_group(struct cfg_ctx *ctx, const config_setting_t *s,
     const struct cfg_key *keys, size_t nkeys)
 {
-	if (!config_setting_is_group(s)) {
+	if (ctx->list == NULL && !config_setting_is_group(s)) {
 		cfg_type_error(ctx, s, config_setting_name(s),
 		    "a group { ... }");
 		return;
@@ -1114,11 +1150,11 @@ cfg_load_root(struct cfg_ctx *ctx, const config_setting_t *root)
 		{ "hostname", K_HOSTNAME, &c->hostname, 0, 0, NULL },
 		{ "spool", K_PATH, &c->spool, 0, 0, NULL },
 		{ "allow", K_CUSTOM, NULL, 0, 0, cfg_load_allow },
-		{ "upstream", K_CUSTOM, NULL, 0, 0, cfg_load_upstream },
-		{ "retry", K_CUSTOM, NULL, 0, 0, cfg_load_retry },
-		{ "limits", K_CUSTOM, NULL, 0, 0, cfg_load_limits },
-		{ "rewrite", K_CUSTOM, NULL, 0, 0, cfg_load_rewrite },
-		{ "bounces", K_CUSTOM, NULL, 0, 0, cfg_load_bounces },
+		{ "upstream", K_GROUP, NULL, 0, 0, cfg_load_upstream },
+		{ "retry", K_GROUP, NULL, 0, 0, cfg_load_retry },
+		{ "limits", K_GROUP, NULL, 0, 0, cfg_load_limits },
+		{ "rewrite", K_GROUP, NULL, 0, 0, cfg_load_rewrite },
+		{ "bounces", K_GROUP, NULL, 0, 0, cfg_load_bounces },
 	};
 
 	cfg_walk(ctx, root, keys, NELEM(keys));
@@ -1138,7 +1174,7 @@ cfg_load_upstream(struct cfg_ctx *ctx, const config_setting_t *s)
 		{ "username", K_USERNAME, &u->username, 0, 0, NULL },
 		{ "password_file", K_PATH, &u->password_file, 0, 0, NULL },
 		{ "auth", K_CUSTOM, NULL, 0, 0, cfg_load_auth },
-		{ "oauth", K_CUSTOM, NULL, 0, 0, cfg_load_oauth },
+		{ "oauth", K_GROUP, NULL, 0, 0, cfg_load_oauth },
 		{ "connections", K_UINT, &u->connections, 1, 32, NULL },
 		{ "messages_per_connection", K_UINT,
 		    &u->messages_per_connection, 1, 10000, NULL },
@@ -1382,6 +1418,21 @@ cfg_parse_file(struct cfg_ctx *ctx, config_t *lc)
 	    config_error_text(lc) ? config_error_text(lc) : "syntax error") < 0)
 		ctx->oom = 1;
 	return -EINVAL;
+}
+
+int
+cfg_list_keys(void (*fn)(const char *key, void *arg), void *arg)
+{
+	struct cfg_ctx ctx;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.list = fn;
+	ctx.list_arg = arg;
+	if ((ctx.cfg = calloc(1, sizeof(*ctx.cfg))) == NULL)
+		return -ENOMEM;
+	cfg_load_root(&ctx, NULL);
+	free(ctx.cfg);
+	return ctx.oom ? -ENOMEM : 0;
 }
 
 int

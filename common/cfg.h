@@ -176,6 +176,13 @@ int cfg_load(const char *path, struct cfg **cfgp, struct cfg_errors *errs);
  */
 int cfg_check_runtime(const struct cfg *cfg, struct cfg_errors *errs);
 void cfg_free(struct cfg *cfg);
+/*
+ * Calls fn with the dotted name of every key the loader accepts
+ * ("upstream.oauth.client_id"), in the order of its tables; a group of keys
+ * is not named itself, its keys are.  The manual's test (tests/man) holds
+ * smartrelay.conf(5) to this list.  Returns 0 or -ENOMEM.
+ */
+int cfg_list_keys(void (*fn)(const char *key, void *arg), void *arg);
 void cfg_errors_clear(struct cfg_errors *errs);
 /* Appends one formatted problem to errs (which may be NULL). */
 int cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)

@@ -26,6 +26,10 @@ struct cfg_ctx {
 	char			*dir;	/* owned: absolute directory of path */
 	size_t			 nproblems;
 	int			 oom;
+	/* cfg_list_keys(): set, the walk names the keys instead of reading */
+	void			(*list)(const char *key, void *arg);
+	void			*list_arg;	/* borrowed */
+	char			 list_prefix[128];	/* "upstream.oauth" */
 };
 
 enum cfg_kind {
@@ -42,6 +46,7 @@ enum cfg_kind {
 	K_TLS,
 	K_STRING,	/* any printable text, at most CFG_STRING_MAX bytes */
 	K_CUSTOM,	/* fn reads the setting */
+	K_GROUP,	/* a group { ... }: fn reads it with cfg_walk_group */
 };
 
 /* One key a group may hold. */

@@ -9,7 +9,7 @@ libsystemd-dev libjansson-dev"
 test="$build libcmocka-dev python3 python3-pytest swaks openssl clang
 libclang-rt-14-dev systemd valgrind bsd-mailx libnet-ssleay-perl
 libio-socket-ssl-perl msmtp mutt git git-email libmailtools-perl php-cli
-monitoring-plugins-standard"
+monitoring-plugins-standard mandoc groff-base"
 
 case "${1:-build}" in
 build) pkgs=$build ;;

@@ -348,12 +348,17 @@ cli_read_spool(struct cli *c, struct cli_listing *l)
 	char *err = NULL;
 	int r;
 
+	/*
+	 * No queue yet (the daemon never ran, e.g. just after a package
+	 * install): nothing is queued, but sendmail may already have filled
+	 * the maildrop, which tmpfiles.d creates.
+	 */
 	r = queue_open_existing(c->cfg->spool, &q, &err);
 	if (r == -ENOENT) {
 		free(err);
-		return 0;		/* no spool yet: nothing queued */
-	}
-	if (r < 0) {
+		err = NULL;
+		r = 0;
+	} else if (r < 0) {
 		if (r == -EACCES)
 			cli_err(c, "%s (only root and the owner of the spool "
 			    "may list the queue)", err != NULL ? err :
@@ -363,7 +368,8 @@ cli_read_spool(struct cli *c, struct cli_listing *l)
 		free(err);
 		return r == -EACCES ? EX_NOPERM : EX_IOERR;
 	}
-	r = cli_read_queue(q, false, l);
+	if (q != NULL)
+		r = cli_read_queue(q, false, l);
 	if (r == 0 && queue_maildrop_open(c->cfg->spool, false, &md,
 	    NULL) == 0) {
 		r = cli_read_queue(md, true, l);
@@ -805,9 +811,13 @@ cli_status_spool(struct cli *c, struct cli_status *s)
 	char (*ids)[QUEUE_ID_LEN + 1];
 	size_t n;
 
-	if (queue_open_existing(c->cfg->spool, &q, NULL) < 0)
+	int r = queue_open_existing(c->cfg->spool, &q, NULL);
+
+	if (r == -ENOENT)
+		s->spool_known = true;	/* no queue yet: nothing queued */
+	else if (r < 0)
 		return;
-	if (queue_list(q, &ids, &n) == 0) {
+	if (q != NULL && queue_list(q, &ids, &n) == 0) {
 		s->spool_known = true;
 		s->st.queued = n;
 		s->st.oldest = n > 0 ? queue_id_time(ids[0]) : 0;

@@ -748,6 +748,24 @@ def test_root_sendmail_before_first_start_does_not_break_the_daemon():
         shutil.rmtree(top)
 
 
+def test_mailq_and_status_before_the_first_start(tmp_path):
+    """Just after a package install the spool holds only the maildrop
+    (tmpfiles.d makes it; the daemon makes the rest at its first start):
+    mail that sendmail stored there is listed and counted."""
+    d = Daemon(str(tmp_path))
+    md = os.path.join(d.spool, "maildrop")
+    os.makedirs(os.path.join(md, "tmp"))
+    r = sendmail(d, "bob@example.net", input=b"Subject: early\n\nhi\n")
+    assert r.returncode == 0, r.stderr
+    (mdid,) = maildrop(d)
+    r = run([sendmail_link(d), "-C", d.conf, "-bp"])
+    assert r.returncode == 0, r.stderr
+    assert mdid.encode() in r.stdout and b"bob@example.net" in r.stdout
+    r = tool(d, "status")
+    assert r.returncode == 3, r          # the daemon is not running
+    assert b"(and 1 in the maildrop)" in r.stdout, r.stdout
+
+
 def test_from_line_keeps_its_crlf_with_long_name_and_address(relay):
     relay.start()
     sender = ("a" * 60 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 50 +

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what smartrelay needs on Debian 12: "build" for building and
-# running the daemon, "test" for the whole test suite as well.
+# running the daemon (what conf/run-local.sh installs), "test" for the whole
+# test suite as well (tests/run-all.sh), the Debian package's test included.
 # Uses sudo when not root; does nothing when everything is installed.
 set -eu
 
@@ -9,7 +10,8 @@ libsystemd-dev libjansson-dev"
 test="$build libcmocka-dev python3 python3-pytest swaks openssl clang
 libclang-rt-14-dev systemd valgrind bsd-mailx libnet-ssleay-perl
 libio-socket-ssl-perl msmtp mutt git git-email libmailtools-perl php-cli
-monitoring-plugins-standard mandoc groff-base"
+monitoring-plugins-standard mandoc groff-base debhelper lintian mmdebstrap
+debian-archive-keyring"
 
 case "${1:-build}" in
 build) pkgs=$build ;;

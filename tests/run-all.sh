@@ -3,8 +3,9 @@
 # every test twice: with gcc (build/), and with clang, AddressSanitizer,
 # UndefinedBehaviorSanitizer and the libFuzzer targets (build-asan/), which
 # adds the "fuzz" suite (each parser fuzzed for a bounded time).  Both builds
-# treat warnings as errors.  This is the README's test command and what CI
-# runs.
+# treat warnings as errors.  Then the Debian package is built and tested in
+# a throwaway Debian root (tests/package/run.sh).  This is the README's test
+# command and what CI runs.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -34,5 +35,13 @@ CC=clang setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug -Dfuzz=true
 ninja -C build-asan
 meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+
+# The Debian package: built, linted, installed into a throwaway Debian root
+# made from Debian's archive, and checked there (needs root, as CI runs).
+if [ "$(id -u)" -eq 0 ]; then
+	sh tests/package/run.sh
+else
+	echo "NOT RUN: tests/package/run.sh (the package test) needs root" >&2
+fi
 
 echo "all tests passed"

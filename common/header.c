@@ -711,6 +711,18 @@ hdr_init(struct hdr *h, const struct hdr_opts *o, hdr_out_fn *out, void *arg)
 void
 hdr_finish(struct hdr *h)
 {
+	/*
+	 * Input that stops inside a field: the field gets its line end, so
+	 * that the fields added after it are lines of their own; a name
+	 * without its colon is the start of the body.
+	 */
+	if (!h->done && h->line == HDR_L_VALUE) {
+		if (h->stream != HDR_HOLD || h->len == 0 ||
+		    h->buf[h->len - 1] != '\r')
+			hdr_put(h, '\r');
+		hdr_put(h, '\n');
+	} else if (!h->done && h->line == HDR_L_NAME)
+		hdr_not_header(h);
 	if (!h->done)
 		hdr_end(h);
 }

@@ -56,6 +56,8 @@ struct fake {
 	const struct step *script;	/* borrowed, ends with expect NULL */
 	size_t next;			/* the step expected next */
 	bool in_data;			/* between 354 and the final dot */
+	size_t chunk_left;		/* BDAT octets still to read */
+	const char *chunk_reply;	/* borrowed: the reply after them */
 	char seen[16384];		/* every line received, CRLF each */
 	size_t seenlen;
 	char error[512];		/* the first script violation */
@@ -135,7 +137,35 @@ fake_line(struct fake *f, struct evbuffer *in, const char *line)
 	}
 	if (strncmp(st->reply, "354", 3) == 0)
 		f->in_data = true;
+	if (strncmp(line, "BDAT ", 5) == 0 &&
+	    (f->chunk_left = strtoul(line + 5, NULL, 10)) > 0) {
+		/* RFC 3030: the reply comes once the octets are read. */
+		f->chunk_reply = st->reply;
+		return true;
+	}
 	bufferevent_write(f->bev, st->reply, strlen(st->reply));
+	return true;
+}
+
+/* Takes BDAT octets (recorded as they came); true when more may follow. */
+static bool
+fake_chunk(struct fake *f, struct evbuffer *in)
+{
+	size_t n = evbuffer_get_length(in);
+
+	if (n > f->chunk_left)
+		n = f->chunk_left;
+	if (n == 0)
+		return false;
+	if (f->seenlen + n < sizeof(f->seen)) {
+		evbuffer_remove(in, f->seen + f->seenlen, n);
+		f->seenlen += n;
+		f->seen[f->seenlen] = '\0';
+	} else
+		evbuffer_drain(in, n);
+	if ((f->chunk_left -= n) == 0)
+		bufferevent_write(f->bev, f->chunk_reply,
+		    strlen(f->chunk_reply));
 	return true;
 }
 
@@ -148,8 +178,14 @@ fake_readcb(struct bufferevent *bev, void *arg)
 	size_t len;
 	bool more = true;
 
-	while (more && (line = evbuffer_readln(in, &len,
-	    EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
+	while (more && f->bev != NULL) {
+		if (f->chunk_left > 0) {
+			more = fake_chunk(f, in);
+			continue;
+		}
+		if ((line = evbuffer_readln(in, &len,
+		    EVBUFFER_EOL_CRLF_STRICT)) == NULL)
+			break;
 		more = fake_line(f, in, line);
 		free(line);
 	}
@@ -438,6 +474,83 @@ test_pipelined_envelope_and_one_refused_rcpt(void **state)
 	assert_int_equal(r->end.outcome, RELAY_OK);
 }
 
+/*
+ * CHUNKING and PIPELINING offered (as by Gmail): MAIL, the RCPTs,
+ * "BDAT n LAST" and the body as stored (no dot-stuffing, a final CRLF
+ * added and counted) go out without waiting for a reply; a refused RCPT
+ * fails only its recipient, the chunk's reply decides for the others.
+ */
+static void
+test_bdat_whole_transaction(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL FROM:<alice@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT TO:<carol@example.net>", "550 5.1.1 no such user\r\n",
+		    false },
+		{ "RCPT TO:<dave@example.net>", "250 2.1.5 OK\r\n", false },
+		{ "BDAT ", "250 2.0.0 OK chunk\r\n", false },
+		{ "QUIT", "221 2.0.0 bye\r\n", false },
+		{ NULL, NULL, false },
+	};
+	static const char body[] = "Subject: dots\r\n\r\n.leading dot\r\n"
+	    ".\r\nlast line";
+	struct run *r = *state;
+	char expect[2048];
+
+	queue_message(r, "alice@example.org", two_rcpts, 2, body);
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_script_done(r);
+	snprintf(expect, sizeof(expect),
+	    "EHLO relay.test\r\n"
+	    "AUTH PLAIN " PLAIN_TOKEN "\r\n"
+	    "MAIL FROM:<alice@example.org>\r\n"
+	    "RCPT TO:<carol@example.net>\r\n"
+	    "RCPT TO:<dave@example.net>\r\n"
+	    "BDAT %zu LAST\r\n"
+	    "%s\r\n"
+	    "QUIT\r\n", strlen(body) + 2, body);
+	assert_string_equal(r->fake.seen, expect);
+	assert_int_equal(r->ndone, 1);
+	assert_int_equal(r->rcpt[0].outcome, RELAY_PERMFAIL);
+	assert_non_null(strstr(r->rcpt[0].reply, "550 5.1.1"));
+	assert_int_equal(r->rcpt[1].outcome, RELAY_OK);
+	assert_string_equal(r->rcpt[1].reply, "250 2.0.0 OK chunk");
+	assert_false(r->res.dot_sent);
+	assert_int_equal(r->end.outcome, RELAY_OK);
+}
+
+/* A 4xx to the chunk defers the message (RSET follows, session goes on). */
+static void
+test_bdat_refused_chunk(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL ", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT ", "451 4.3.0 Try again later\r\n", false },
+		{ "RSET", "250 2.1.5 Flushed\r\n", false },
+		{ "QUIT", "221 2.0.0 bye\r\n", false },
+		{ NULL, NULL, false },
+	};
+	struct run *r = *state;
+
+	queue_message(r, "alice@example.org", two_rcpts, 2, "hello\r\n");
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_script_done(r);
+	assert_non_null(strstr(r->fake.seen, "BDAT 7 LAST\r\nhello\r\nRSET"));
+	assert_int_equal(r->ndone, 1);
+	assert_int_equal(r->res.outcome, RELAY_TEMPFAIL);
+	assert_int_equal(r->rcpt[0].outcome, RELAY_TEMPFAIL);
+	assert_int_equal(r->rcpt[1].outcome, RELAY_TEMPFAIL);
+	assert_string_equal(r->rcpt[1].reply, "451 4.3.0 Try again later");
+}
+
 /* Only AUTH LOGIN offered: user name and password answer the 334s. */
 static void
 test_auth_login(void **state)
@@ -682,6 +795,10 @@ main(void)
 		    test_session_delivers_exact_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pipelined_envelope_and_one_refused_rcpt, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bdat_whole_transaction,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bdat_refused_chunk, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_auth_login, setup,
 		    teardown),

@@ -7,8 +7,9 @@
 #
 # It may be run again after any failure or interruption: a build/ that meson
 # did not finish is configured again, or remade when meson cannot use it
-# (build/smartrelay.conf and build/spool, the queued mail, are kept).  The
-# test suite is not built here (tests/run-all.sh builds and runs it).
+# (build/smartrelay.conf and build/spool, the queued mail, are kept).  Only
+# the build dependencies are installed; the test suite is built too when
+# cmocka is already there (tests/run-all.sh installs and runs everything).
 set -eu
 cd "$(dirname "$0")/.."
 port=${PORT:-2525}

@@ -171,6 +171,15 @@ body_feed(struct body *b, const char *in, size_t len)
 int
 body_finish(struct body *b)
 {
+	/*
+	 * Input that stops inside a line (only a caller that does not wait
+	 * for the end of data) gets the line ended, so that nothing is glued
+	 * to the header lines hdr_finish() adds.
+	 */
+	if (b->raw == BODY_TEXT || b->raw == BODY_CR)
+		body_put(b, "\r\n", 2);
+	else if (b->raw == BODY_DOTCR)
+		body_put(b, ".\r\n", 3);
 	if (b->in_headers)
 		hdr_finish(&b->hdr);
 	b->in_headers = false;

@@ -125,6 +125,9 @@ test_one_of_each(void **state)
 	expect("hello: world: x\r\nno header here\r\n",
 	    "hello: world: x\r\n" FROM DATE MSGID "\r\nno header here\r\n");
 	expect(" indented\r\n", FROM DATE MSGID "\r\n indented\r\n");
+	/* The input ends inside a line (found by the fuzzer). */
+	expect("x", FROM DATE MSGID "\r\nx");
+	expect("Subject: s", "Subject: s\r\n" FROM DATE MSGID);
 }
 
 static void

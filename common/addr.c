@@ -4,10 +4,13 @@
 #include "addr.h"
 #include "cfg.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* RFC 5322 atext, plus bytes >= 0x80 for SMTPUTF8 (RFC 6531 §3.3). */
 static bool
@@ -234,4 +237,34 @@ addr_resolve_local(const char *name, const struct cfg_alias *aliases,
 		return -ENOENT;
 	n = snprintf(out, outsz, "%s@%s", name, local_domain);
 	return n < 0 || (size_t)n >= outsz ? -ENAMETOOLONG : 0;
+}
+
+const char *
+addr_sockaddr_str(const struct sockaddr *sa, char *buf, size_t sz)
+{
+	const void *a = NULL;
+
+	if (sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	else if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	if (a == NULL || inet_ntop(sa->sa_family, a, buf, (socklen_t)sz) ==
+	    NULL)
+		snprintf(buf, sz, "unknown");
+	return buf;
+}
+
+bool
+addr_is_loopback(const struct sockaddr *sa)
+{
+	const struct in6_addr *a6;
+
+	if (sa->sa_family == AF_INET)
+		return ntohl(((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr.s_addr) >> 24 == 127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }

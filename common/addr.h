@@ -1,6 +1,9 @@
 /*
  * addr: mailbox and SMTP path parsing (RFC 5321 §4.1.2), shared by the
- * inbound session, the relay and the smartrelay tool.
+ * inbound session, the relay and the smartrelay tool; and the two things
+ * smartrelay says about network addresses (addr_sockaddr_str(),
+ * addr_is_loopback()), so that the logs, the relay and the doctor print
+ * and judge them alike.
  *
  * Parsing is tolerant where legacy clients are sloppy and old MTAs were
  * lenient (a space after "FROM:", a path without angle brackets, a source
@@ -22,6 +25,7 @@
 #define ADDR_DOMAIN_MAX	255	/* §4.5.3.1.2 */
 
 struct cfg_alias;
+struct sockaddr;
 
 /*
  * Parses the path that follows "MAIL FROM:" or "RCPT TO:".  Writes the
@@ -48,5 +52,17 @@ bool addr_is_bare(const char *mbox);
  */
 int addr_resolve_local(const char *name, const struct cfg_alias *aliases,
     size_t naliases, const char *local_domain, char *out, size_t outsz);
+
+/*
+ * The numeric address of sa ("192.0.2.1", "2001:db8::1") into buf[sz];
+ * "unknown" for another family.  Returns buf.
+ */
+const char *addr_sockaddr_str(const struct sockaddr *sa, char *buf,
+    size_t sz);
+/*
+ * True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: the only addresses
+ * an upstream with tls = "none" may be (the password goes in clear text).
+ */
+bool addr_is_loopback(const struct sockaddr *sa);
 
 #endif

@@ -29,6 +29,7 @@
 
 #include "build-config.h"
 #include "ctlproto.h"
+#include "lineio.h"
 #include "log.h"
 
 #define CTL_CONN_MAX	64	/* connections at once; more are closed */
@@ -264,33 +265,21 @@ static void
 ctl_readcb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn *cc = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_ptr eol;
-	size_t eol_len, len;
 	char *line;
+	size_t len;
+	enum lineio_status st;
 
-	if (cc->done)
+	if (cc->done || (line = malloc(CTLP_LINE_MAX + 1)) == NULL)
 		return;
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) >= CTLP_LINE_MAX) {
-			cc->done = true;
-			bufferevent_disable(bev, EV_READ);
-			ctl_out(cc, "ERR %d request too long", EX_USAGE);
-		}
+	st = lineio_get(bufferevent_get_input(bev), CTLP_LINE_MAX, NULL, line,
+	    &len);
+	if (st == LINEIO_AGAIN) {
+		free(line);
 		return;
 	}
-	len = (size_t)eol.pos;
-	if (len >= CTLP_LINE_MAX || (line = malloc(len + 1)) == NULL) {
-		cc->done = true;
-		bufferevent_disable(bev, EV_READ);
+	if (st == LINEIO_TOO_LONG)
 		ctl_out(cc, "ERR %d request too long", EX_USAGE);
-		return;
-	}
-	evbuffer_remove(in, line, len);
-	evbuffer_drain(in, eol_len);
-	line[len] = '\0';
-	if (strlen(line) != len)
+	else if (strlen(line) != len)
 		ctl_out(cc, "ERR %d NUL byte in request", EX_USAGE);
 	else
 		ctl_request(cc, line);

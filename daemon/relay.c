@@ -23,12 +23,10 @@
  */
 #include "relay.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,25 +43,26 @@
 #include <event2/util.h>
 
 #include "body.h"
+#include "addr.h"
 #include "cfg.h"
 #include "dsnparam.h"
+#include "lineio.h"
 #include "log.h"
 #include "queue.h"
 #include "oauth.h"
 #include "reply.h"
 #include "smtpproto.h"
 #include "tls.h"
+#include "upstream.h"
 #include "token.h"
 
-#define RELAY_CONNECT_TIMEOUT	30	/* seconds per address, at most */
 #define RELAY_QUIT_TIMEOUT	10	/* seconds to wait for 221 */
 #define RELAY_BODY_HIGH		(256 * 1024)	/* output queued at most */
 #define RELAY_BODY_LOW		(64 * 1024)	/* refill below this */
 
 enum relay_state {
 	RELAY_INIT,		/* created, starts from a fresh event */
-	RELAY_RESOLVING,	/* waiting for the addresses of the host */
-	RELAY_CONNECTING,	/* TCP connect to one address */
+	RELAY_CONNECTING,	/* resolving and connecting (upstream.c) */
 	RELAY_HANDSHAKE,	/* TLS handshake (implicit or after STARTTLS) */
 	RELAY_GREETING,		/* waiting for 220 */
 	RELAY_EHLO,		/* EHLO sent */
@@ -127,11 +126,8 @@ struct relay_session {
 	struct bufferevent *bev; /* owned (a TLS filter owns the socket) */
 	SSL *ssl;			/* borrowed from bev once it is TLS */
 	struct event *timer;		/* owned: connect/reply timeout */
-	struct evdns_getaddrinfo_request *dns;	/* pending lookup or NULL */
-	struct evutil_addrinfo *ai;	/* owned: addresses of the host */
-	struct evutil_addrinfo *cur;	/* borrowed: the one tried */
+	struct upstream_conn *conn;	/* owned: resolving and connecting */
 	char peer[300];			/* "host[ip]:port" */
-	char lasterr[RELAY_REPLY_MAX];	/* last connect error */
 	/* What to do about the failure that ends the session (static). */
 	const struct smtpproto_advice *advice;
 	struct reply reply;		/* the reply being read */
@@ -150,8 +146,8 @@ struct relay_session {
 
 TAILQ_HEAD(relay_list, relay_session);
 
-/* A DNS lookup finds its session again by id (STYLE: async results). */
-struct relay_dns_arg {
+/* A deferred free finds its session again by id (STYLE: async results). */
+struct relay_id_arg {
 	struct relay_env *env;		/* borrowed */
 	uint64_t id;
 };
@@ -159,7 +155,6 @@ struct relay_dns_arg {
 static struct relay_session *relay_lookup(struct relay_env *, uint64_t);
 static void relay_close(struct relay_session *, enum relay_outcome,
     enum relay_pause, const char *);
-static void relay_connect_next(struct relay_session *);
 static void relay_txn_end(struct relay_session *, bool);
 static void relay_body_pump(struct relay_session *);
 
@@ -168,7 +163,7 @@ static const char *
 relay_strstate(enum relay_state st)
 {
 	static const char *const names[] = {
-		"init", "resolving", "connecting", "handshake", "greeting",
+		"init", "connecting", "handshake", "greeting",
 		"ehlo", "starttls", "token", "auth", "ready", "envelope", "body", "dot",
 		"rset", "quit", "dead",
 	};
@@ -1177,26 +1172,20 @@ relay_on_reply(struct relay_session *s)
 static bool
 relay_read_line(struct relay_session *s, struct evbuffer *in)
 {
-	char line[REPLY_LINE_MAX + 2];
-	struct evbuffer_ptr eol;
-	size_t len, eol_len;
+	char line[REPLY_LINE_MAX + 3];
+	size_t len;
 	int r;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > REPLY_LINE_MAX)
-			relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-			    "reply line too long");
+	switch (lineio_get(in, REPLY_LINE_MAX + 2, NULL, line, &len)) {
+	case LINEIO_AGAIN:
 		return false;
-	}
-	len = (size_t)eol.pos;
-	if (len > REPLY_LINE_MAX) {
+	case LINEIO_TOO_LONG:
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "reply line too long");
 		return false;
+	case LINEIO_LINE:
+		break;
 	}
-	evbuffer_remove(in, line, len + eol_len);
-	line[len] = '\0';
 	log_dialogue("upstream", "<", line, 0);
 	r = reply_feed(&s->reply, line, len);
 	if (r == -EAGAIN)
@@ -1301,7 +1290,7 @@ relay_tls_done(struct relay_session *s)
 	relay_send_ehlo(s);
 }
 
-/* Connected over TCP to s->cur. */
+/* Connected over TCP to s->peer. */
 static void
 relay_connected(struct relay_session *s)
 {
@@ -1313,38 +1302,18 @@ relay_connected(struct relay_session *s)
 		relay_expect(s, RELAY_GREETING);
 }
 
-/* The advice for a failed connect (errno err), when the table has one. */
-static void
-relay_local_advice(struct relay_session *s, int err)
-{
-	enum smtpproto_local w;
-
-	if (smtpproto_local_connect(err, &w))
-		s->advice = smtpproto_advice_local(w);
-}
-
 /* Connect, handshake done, EOF and errors. */
 static void
 relay_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct relay_session *s = arg;
 	char reason[RELAY_REPLY_MAX];
-	int err = EVUTIL_SOCKET_ERROR();
 
 	if (bev != s->bev || s->state == RELAY_DEAD)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
-		if (s->state == RELAY_CONNECTING)
-			relay_connected(s);
-		else if (s->state == RELAY_HANDSHAKE)
+		if (s->state == RELAY_HANDSHAKE)
 			relay_tls_done(s);
-		return;
-	}
-	if (s->state == RELAY_CONNECTING) {
-		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
-		    s->peer, err != 0 ? strerror(err) : "failed");
-		relay_local_advice(s, err);
-		relay_connect_next(s);
 		return;
 	}
 	if (s->state == RELAY_HANDSHAKE) {
@@ -1370,158 +1339,82 @@ relay_eventcb(struct bufferevent *bev, short what, void *arg)
 static void
 relay_format_peer(struct relay_session *s, const struct sockaddr *sa)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
-	const void *a = NULL;
+	char ip[64];
 
-	if (sa->sa_family == AF_INET)
-		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	else if (sa->sa_family == AF_INET6)
-		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-	if (a != NULL)
-		inet_ntop(sa->sa_family, a, ip, sizeof(ip));
-	snprintf(s->peer, sizeof(s->peer), "%s[%s]:%u", s->host, ip, s->port);
+	snprintf(s->peer, sizeof(s->peer), "%s[%s]:%u", s->host,
+	    addr_sockaddr_str(sa, ip, sizeof(ip)), s->port);
 }
 
 bool
 relay_is_loopback(const struct sockaddr *sa)
 {
-	const struct in6_addr *a6;
-
-	if (sa->sa_family == AF_INET)
-		return ntohl(((const struct sockaddr_in *)(const void *)sa)->
-		    sin_addr.s_addr) >> 24 == 127;
-	if (sa->sa_family != AF_INET6)
-		return false;
-	a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-	return IN6_IS_ADDR_LOOPBACK(a6) ||
-	    (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	return addr_is_loopback(sa);
 }
 
-/*
- * Turns Nagle off: a pipelined MAIL/RCPT/DATA batch, a QUIT or a body's
- * last segment must leave at once, not wait for the ACK of the previous
- * segment (up to the server's delayed ACK, 40 ms or more).  Every write
- * is already a whole command or batch, so no tiny segments result.
- */
+/* Takes the connected socket: a bufferevent over it, then the greeting. */
 static void
-relay_nodelay(struct relay_session *s)
+relay_take_socket(struct relay_session *s, int fd)
 {
-	int one = 1;
-
-	/* Best effort: the session works without it, only slower. */
-	(void)setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP, TCP_NODELAY,
-	    &one, sizeof(one));
-}
-
-/* Tries the next address of the host; closes when none is left. */
-static void
-relay_connect_next(struct relay_session *s)
-{
-	char reason[RELAY_REPLY_MAX];
-
-	if (s->bev != NULL) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-	}
-	s->cur = s->cur == NULL ? s->ai : s->cur->ai_next;
-	for (; s->cur != NULL; s->cur = s->cur->ai_next) {
-		relay_format_peer(s, s->cur->ai_addr);
-		if (s->tls == CFG_TLS_NONE &&
-		    !relay_is_loopback(s->cur->ai_addr)) {
-			/* The password would leave the host in clear text
-			 * (e.g. "localhost" missing from /etc/hosts). */
-			snprintf(s->lasterr, sizeof(s->lasterr), "refusing %s: "
-			    "tls = \"none\" allows only a loopback address",
-			    s->peer);
-			s->advice = smtpproto_advice_local(
-			    SMTPPROTO_LOCAL_PLAINTEXT);
-			log_msg(LOG_WARNING, NULL, "relay session=%" PRIu64
-			    " %s", s->id, s->lasterr);
-			continue;
-		}
-		s->bev = bufferevent_socket_new(s->env->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
-		if (s->bev == NULL)
-			break;
-		bufferevent_setcb(s->bev, relay_readcb, relay_writecb,
-		    relay_eventcb, s);
-		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-		relay_enter_state(s, RELAY_CONNECTING);
-		if (bufferevent_socket_connect(s->bev, s->cur->ai_addr,
-		    (int)s->cur->ai_addrlen) == 0) {
-			unsigned t = s->env->cfg->upstream.timeout;
-
-			relay_nodelay(s);
-			relay_arm(s, t < RELAY_CONNECT_TIMEOUT ? t :
-			    RELAY_CONNECT_TIMEOUT);
-			return;
-		}
-		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: %s",
-		    s->peer, strerror(errno));
-		relay_local_advice(s, errno);
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-	}
-	snprintf(reason, sizeof(reason), "cannot connect to %.200s: %.280s",
-	    s->host, s->lasterr[0] != '\0' ? s->lasterr :
-	    "no address");
-	relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
-}
-
-/* The host's addresses: connect to the first. */
-static void
-relay_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-	struct relay_dns_arg *da = arg;
-	struct relay_session *s = relay_lookup(da->env, da->id);
-	char reason[RELAY_REPLY_MAX];
-
-	free(da);
-	if (s != NULL)
-		s->dns = NULL;	/* answered: never cancel it now */
-	if (s == NULL || s->state != RELAY_RESOLVING) {
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	if (result != 0 || res == NULL) {
-		snprintf(reason, sizeof(reason), "cannot resolve %s: %s",
-		    s->host, evutil_gai_strerror(result));
-		s->advice = smtpproto_advice_local(SMTPPROTO_LOCAL_RESOLVE);
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
-		return;
-	}
-	s->ai = res;
-	s->cur = NULL;
-	relay_connect_next(s);
-}
-
-/* Looks the host up (numeric hosts and /etc/hosts answer at once). */
-static void
-relay_resolve(struct relay_session *s)
-{
-	struct evutil_addrinfo hints;
-	struct evdns_getaddrinfo_request *req;
-	struct relay_dns_arg *da;
-	char port[16];
-
-	if ((da = malloc(sizeof(*da))) == NULL) {
+	s->bev = bufferevent_socket_new(s->env->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
 		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
 		    "out of memory");
 		return;
 	}
-	da->env = s->env;
-	da->id = s->id;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	snprintf(port, sizeof(port), "%u", s->port);
-	relay_expect(s, RELAY_RESOLVING);
-	req = evdns_getaddrinfo(s->env->dns, s->host, port, &hints,
-	    relay_dns_cb, da);
-	if (req != NULL)
-		s->dns = req;
+	bufferevent_setcb(s->bev, relay_readcb, relay_writecb, relay_eventcb,
+	    s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	relay_connected(s);
+}
+
+/* The outcome of resolving and connecting (common/upstream.c). */
+static void
+relay_connect_cb(void *arg, uint64_t id, const struct upstream_result *res)
+{
+	struct relay_session *s = relay_lookup(arg, id);
+
+	if (s == NULL || s->state != RELAY_CONNECTING) {
+		/* Unreachable: closing a session cancels its attempt. */
+		if (res->fd >= 0)
+			close(res->fd);
+		return;
+	}
+	s->conn = NULL;
+	snprintf(s->peer, sizeof(s->peer), "%s", res->peer);
+	if (res->nplaintext > 0)
+		log_msg(LOG_WARNING, NULL, "relay session=%" PRIu64 " refused "
+		    "addresses of %s: tls = \"none\" allows only a loopback "
+		    "address (%s)", s->id, s->host, res->tried);
+	if (res->status != UPSTREAM_CONNECTED) {
+		s->advice = res->advice;
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, res->reason);
+		return;
+	}
+	relay_take_socket(s, res->fd);
+}
+
+/*
+ * Resolves the host and connects to its addresses in turn, the way the
+ * doctor does (common/upstream.c): with tls = "none", loopback ones only.
+ */
+static void
+relay_connect(struct relay_session *s)
+{
+	struct upstream_target t = {
+		.host = s->host,
+		.port = s->port,
+		.loopback_only = s->tls == CFG_TLS_NONE,
+		.secs = upstream_connect_secs(s->env->cfg->upstream.timeout),
+		.resolve_secs = s->env->cfg->upstream.timeout,
+	};
+
+	relay_enter_state(s, RELAY_CONNECTING);
+	if (upstream_connect(s->env->base, s->env->dns, &t, relay_connect_cb,
+	    s->env, s->id, &s->conn) < 0)
+		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
+		    "out of memory");
 }
 
 /* The one timer: start, connect timeout, reply timeout, deferred end. */
@@ -1541,13 +1434,7 @@ relay_timercb(evutil_socket_t fd, short what, void *arg)
 		if (s->bev != NULL)	/* relay_new_fd(): connected already */
 			relay_connected(s);
 		else
-			relay_resolve(s);
-		return;
-	case RELAY_CONNECTING:
-		snprintf(s->lasterr, sizeof(s->lasterr), "connect to %s: "
-		    "timed out", s->peer);
-		relay_local_advice(s, ETIMEDOUT);
-		relay_connect_next(s);
+			relay_connect(s);
 		return;
 	case RELAY_QUIT:
 		relay_close(s, RELAY_OK, RELAY_PAUSE_NONE, "quit (no 221)");
@@ -1568,15 +1455,12 @@ static void
 relay_free(struct relay_session *s)
 {
 	TAILQ_REMOVE(s->env->sessions, s, entry);
-	if (s->dns != NULL)
-		evdns_getaddrinfo_cancel(s->dns);
+	upstream_cancel(s->conn);
 	relay_txn_free(s->txn);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->timer != NULL)
 		event_free(s->timer);
-	if (s->ai != NULL)
-		evutil_freeaddrinfo(s->ai);
 	cfg_secret_clear(&s->secret);
 	oauth_secret_free(&s->token);
 	free(s->host);
@@ -1588,7 +1472,7 @@ relay_free(struct relay_session *s)
 static void
 relay_free_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct relay_dns_arg *da = arg;
+	struct relay_id_arg *da = arg;
 	struct relay_session *s = relay_lookup(da->env, da->id);
 
 	free(da);
@@ -1607,7 +1491,7 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 {
 	struct relay_env *env = s->env;
 	struct relay_end end = { 0 };
-	struct relay_dns_arg *da;
+	struct relay_id_arg *da;
 	struct relay_txn *t = s->txn;
 	enum relay_state was = s->state;
 	char q[2 * RELAY_REPLY_MAX];
@@ -1617,6 +1501,8 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	log_quote(q, sizeof(q), reason);
 	relay_enter_state(s, RELAY_DEAD);
 	evtimer_del(s->timer);
+	upstream_cancel(s->conn);
+	s->conn = NULL;
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	cfg_secret_clear(&s->secret);
@@ -1702,7 +1588,7 @@ relay_new_fd(struct relay_env *env, uint64_t id, int fd)
 	memset(&ss, 0, sizeof(ss));
 	if (getpeername(fd, (struct sockaddr *)(void *)&ss, &len) == -1)
 		return NULL;
-	/* The plaintext rule of relay_connect_next(): loopback only (a
+	/* The plaintext rule of upstream_connect(): loopback only (a
 	 * socketpair is local too). */
 	if (env->cfg->upstream.tls == CFG_TLS_NONE && ss.ss_family != AF_UNIX &&
 	    !relay_is_loopback((struct sockaddr *)(void *)&ss))

@@ -35,6 +35,7 @@
 #include "reply.h"
 #include "smtpproto.h"
 #include "tls.h"
+#include "upstream.h"
 
 #define SCHED_IDLE_HOLD_MS	5000	/* idle session, then QUIT */
 #define SCHED_DSN_RETRY_MS	60000	/* a notice could not be queued */
@@ -1208,20 +1209,6 @@ sched_tls_ctx(void *arg, char *reason, size_t sz)
 
 /* ---- the interface ---- */
 
-/* The resolver: /etc/resolv.conf and /etc/hosts. */
-static struct evdns_base *
-sched_dns_new(struct event_base *base)
-{
-	struct evdns_base *dns = evdns_base_new(base, 0);
-
-	if (dns == NULL)
-		return NULL;
-	if (evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL,
-	    "/etc/resolv.conf") != 0)
-		evdns_base_load_hosts(dns, NULL);
-	return dns;
-}
-
 int
 sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
     struct sched **sp, char **err)
@@ -1249,7 +1236,7 @@ sched_new(struct event_base *base, const struct cfg *cfg, struct queue *q,
 	r = -ENOMEM;
 	if ((cfg->upstream.ca_file != NULL &&
 	    (s->ca_file = strdup(cfg->upstream.ca_file)) == NULL) ||
-	    (s->dns = sched_dns_new(base)) == NULL ||
+	    (s->dns = upstream_dns_new(base)) == NULL ||
 	    (s->timer = evtimer_new(base, sched_timer_cb, s)) == NULL ||
 	    (s->kick = evtimer_new(base, sched_kick_cb, s)) == NULL ||
 	    (s->token = token_new(base, s->dns)) == NULL ||

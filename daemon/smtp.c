@@ -30,6 +30,7 @@
 #include "cfg.h"
 #include "commit.h"
 #include "dsnparam.h"
+#include "lineio.h"
 #include "log.h"
 #include "queue.h"
 #include "smtpproto.h"
@@ -722,29 +723,22 @@ static bool
 smtp_read_line(struct smtp_session *s, struct evbuffer *in)
 {
 	char line[SMTP_LINE_MAX + 1];
-	struct evbuffer_ptr eol;
-	size_t len, eol_len;
+	bool skip = (s->flags & SF_LONGLINE) != 0;
+	size_t len;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > SMTP_LINE_MAX) {
-			evbuffer_drain(in, evbuffer_get_length(in));
-			s->flags |= SF_LONGLINE;
-		}
+	switch (lineio_get(in, SMTP_LINE_MAX, &skip, line, &len)) {
+	case LINEIO_AGAIN:
+		s->flags = skip ? s->flags | SF_LONGLINE :
+		    s->flags & ~SF_LONGLINE;
 		return false;
-	}
-	len = (size_t)eol.pos;
-	if ((s->flags & SF_LONGLINE) || len + eol_len > SMTP_LINE_MAX) {
-		evbuffer_drain(in, len + eol_len);
+	case LINEIO_TOO_LONG:
 		s->flags &= ~SF_LONGLINE;
 		smtp_reply(s, "500 5.5.2 Error: line too long");
 		smtp_bound(s);
 		return true;
+	case LINEIO_LINE:
+		break;
 	}
-	evbuffer_remove(in, line, len + eol_len);
-	line[len] = '\0';
-	if (len > 0 && line[len - 1] == '\r')
-		line[--len] = '\0';
 	if (strlen(line) != len) {
 		smtp_reply(s, "500 5.5.2 Error: NUL byte in command");
 		smtp_bound(s);
@@ -878,20 +872,6 @@ smtp_refuse(int fd, const char *reply, const char *why, const char *addr)
 	close(fd);
 }
 
-/* Writes the printable address of sa into buf. */
-static void
-smtp_format_addr(const struct sockaddr *sa, char *buf, size_t sz)
-{
-	const void *a = NULL;
-
-	if (sa->sa_family == AF_INET)
-		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	else if (sa->sa_family == AF_INET6)
-		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-	if (a == NULL || inet_ntop(sa->sa_family, a, buf, sz) == NULL)
-		snprintf(buf, sz, "unknown");
-}
-
 void
 smtp_server_init(struct smtp_server *srv)
 {
@@ -909,7 +889,7 @@ smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 	struct smtp_session *s;
 	char addr[INET6_ADDRSTRLEN];
 
-	smtp_format_addr(sa, addr, sizeof(addr));
+	addr_sockaddr_str(sa, addr, sizeof(addr));
 	if (sa->sa_family != AF_UNIX &&
 	    !cfg_net_match(cfg->allow, cfg->nallow, sa)) {
 		smtp_refuse(fd, "554 5.7.1 Error: access denied\r\n",

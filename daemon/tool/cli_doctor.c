@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -41,6 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -50,13 +53,14 @@
 #include "addr.h"
 #include "cfg.h"
 #include "cli.h"
+#include "lineio.h"
 #include "log.h"
 #include "oauth.h"
 #include "reply.h"
 #include "smtpproto.h"
 #include "tls.h"
+#include "upstream.h"
 
-#define DOC_CONNECT_SECS	8	/* per address */
 #define DOC_GREETING_SECS	5	/* before suspecting implicit TLS */
 #define DOC_PLAIN_PEEK_MS	1500	/* implicit TLS: does it talk first? */
 #define DOC_REPLY_SECS_MAX	60	/* cap on upstream.timeout */
@@ -79,16 +83,17 @@ struct doc {
 	size_t pw_len;
 	struct oauth_secret token;	/* auth = "xoauth2": the access token */
 
-	struct addrinfo *ai;		/* owned: the host's addresses */
+	struct event_base *base;	/* owned: for resolving and connecting */
+	struct evdns_base *dns;		/* owned */
+	struct upstream_result up;	/* how connecting went */
+	bool up_done;
 	int fd;				/* the connection, -1: none */
-	char peer[INET6_ADDRSTRLEN + 2];
 	SSL_CTX *ctx;			/* owned */
 	SSL *ssl;			/* owned, NULL: plain text */
 	bool gmail;			/* the server says it is Gmail */
 	bool alive;			/* in step: a QUIT makes sense */
 
-	char in[REPLY_LINE_MAX + 4096];	/* received, not yet parsed */
-	size_t inlen;
+	struct evbuffer *in;		/* owned: received, not yet parsed */
 	struct reply reply;		/* the last reply */
 	struct smtpproto_ehlo ehlo;	/* what the last EHLO offered */
 
@@ -190,7 +195,7 @@ doc_trace(const struct doc *d, const char *dir, const char *line,
 	if (*dir == '>')
 		log_mask_line(masked, sizeof(masked), line, after_auth);
 	else
-		snprintf(masked, sizeof(masked), "%s", line);
+		snprintf(masked, sizeof(masked), "%.1000s", line);
 	printf("    %s %s\n", dir, masked);
 }
 
@@ -238,18 +243,15 @@ doc_write(struct doc *d, const char *buf, size_t len)
 static int
 doc_fill(struct doc *d)
 {
-	size_t room = sizeof(d->in) - d->inlen;
+	char buf[4096];
 	ssize_t n;
 	int r;
 
-	if (room == 0)
-		return -EBADMSG;
 	if (d->ssl != NULL) {
-		r = SSL_read(d->ssl, d->in + d->inlen, (int)room);
-		if (r > 0) {
-			d->inlen += (size_t)r;
-			return 0;
-		}
+		r = SSL_read(d->ssl, buf, (int)sizeof(buf));
+		if (r > 0)
+			return evbuffer_add(d->in, buf, (size_t)r) == 0 ? 0 :
+			    -ENOMEM;
 		r = SSL_get_error(d->ssl, r);
 		ERR_clear_error();
 		if (r == SSL_ERROR_WANT_READ || r == SSL_ERROR_WANT_WRITE)
@@ -260,46 +262,39 @@ doc_fill(struct doc *d)
 		return -ECONNRESET;
 	}
 	do
-		n = recv(d->fd, d->in + d->inlen, room, 0);
+		n = recv(d->fd, buf, sizeof(buf), 0);
 	while (n == -1 && errno == EINTR);
-	if (n > 0) {
-		d->inlen += (size_t)n;
-		return 0;
-	}
+	if (n > 0)
+		return evbuffer_add(d->in, buf, (size_t)n) == 0 ? 0 : -ENOMEM;
 	if (n == 0)
 		return -ECONNRESET;
 	return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
 }
 
-/* Reads one whole reply into d->reply; 0 or a negative errno. */
+/* Reads one whole reply into d->reply (common/lineio.c reads the lines,
+ * as in the relay); 0 or a negative errno. */
 static int
 doc_read_reply(struct doc *d)
 {
-	char *nl;
-	size_t len, used;
+	char line[REPLY_LINE_MAX + 3];
+	enum lineio_status st;
+	size_t len;
 	int r;
 
 	reply_init(&d->reply);
 	for (;;) {
-		while ((nl = memchr(d->in, '\n', d->inlen)) == NULL) {
-			if (d->inlen > REPLY_LINE_MAX)
-				r = -EBADMSG;
-			else
-				r = doc_fill(d);
-			if (r < 0) {
+		while ((st = lineio_get(d->in, REPLY_LINE_MAX + 2, NULL, line,
+		    &len)) == LINEIO_AGAIN)
+			if ((r = doc_fill(d)) < 0) {
 				d->alive = false;
 				return r;
 			}
+		if (st == LINEIO_TOO_LONG) {
+			d->alive = false;
+			return -EBADMSG;
 		}
-		used = (size_t)(nl - d->in) + 1;
-		len = used - 1;
-		*nl = '\0';
-		if (len > 0 && d->in[len - 1] == '\r')
-			d->in[--len] = '\0';
-		doc_trace(d, "<", d->in, false);
-		r = reply_feed(&d->reply, d->in, len);
-		d->inlen -= used;
-		memmove(d->in, d->in + used, d->inlen);
+		doc_trace(d, "<", line, false);
+		r = reply_feed(&d->reply, line, len);
 		if (r == 0)
 			return 0;
 		if (r != -EAGAIN) {
@@ -546,139 +541,104 @@ doc_check_config(struct doc *d)
 	return true;
 }
 
-/* ---- step 2: resolve ---- */
+/* ---- steps 2 and 3: resolve and connect, as the relay does ---- */
 
-/* The numeric form of an address. */
-static const char *
-doc_addr_str(const struct sockaddr *sa, char *buf, size_t bufsz)
+/* The attempt's result, kept for the steps; ends the event loop. */
+static void
+doc_connect_cb(void *arg, uint64_t id, const struct upstream_result *res)
 {
-	if (getnameinfo(sa, sa->sa_family == AF_INET6 ?
-	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), buf,
-	    (socklen_t)bufsz, NULL, 0, NI_NUMERICHOST) != 0)
-		snprintf(buf, bufsz, "?");
-	return buf;
+	struct doc *d = arg;
+
+	d->up = *res;
+	d->fd = res->fd;
+	d->up_done = true;
+	event_base_loopbreak(d->base);
 }
 
-static bool
-doc_resolve(struct doc *d)
-{
-	const char *host = d->cfg->upstream.host;
-	struct addrinfo hints = { 0 }, *a;
-	char port[8], addr[INET6_ADDRSTRLEN], list[1024] = "";
-	size_t o = 0;
-	int r;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	snprintf(port, sizeof(port), "%u", d->cfg->upstream.port);
-	r = getaddrinfo(host, port, &hints, &d->ai);
-	if (r != 0) {
-		d->ai = NULL;
-		doc_step("resolve", false, "%s: %s", host, gai_strerror(r));
-		if (r == EAI_AGAIN)
-			doc_explain("The DNS server did not answer.");
-		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_RESOLVE));
-		return false;
-	}
-	for (a = d->ai; a != NULL && o < sizeof(list); a = a->ai_next) {
-		r = snprintf(list + o, sizeof(list) - o, "%s%s",
-		    o > 0 ? ", " : "", doc_addr_str(a->ai_addr, addr,
-		    sizeof(addr)));
-		if (r > 0)
-			o += (size_t)r;
-	}
-	doc_step("resolve", true, "%s: %s", host, list);
-	return true;
-}
-
-/* ---- step 3: connect ---- */
-
-/* Connects to one address within DOC_CONNECT_SECS; an fd or -errno. */
+/*
+ * Resolves and connects with common/upstream.c, the relay's own code: the
+ * same resolver, address order, connect timeout and tls = "none" rule, so
+ * that what the doctor sees is what the relay will see.  Only this part
+ * runs an event loop; the steps after it use the socket directly.
+ */
 static int
-doc_connect_one(const struct addrinfo *a)
+doc_upstream(struct doc *d)
 {
-	struct pollfd pfd;
-	socklen_t len = sizeof(int);
-	int fd, err = 0, r;
+	const struct cfg_upstream *u = &d->cfg->upstream;
+	struct upstream_target t = {
+		.host = u->host,
+		.port = u->port,
+		.loopback_only = u->tls == CFG_TLS_NONE,
+		.secs = upstream_connect_secs(u->timeout),
+		.resolve_secs = d->timeout,
+	};
+	struct upstream_conn *c;
 
-	fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC |
-	    SOCK_NONBLOCK, a->ai_protocol);
-	if (fd == -1)
-		return -errno;
-	if (connect(fd, a->ai_addr, a->ai_addrlen) == -1) {
-		if (errno != EINPROGRESS) {
-			err = errno;
-			close(fd);
-			return -err;
+	if ((d->in = evbuffer_new()) == NULL ||
+	    (d->base = event_base_new()) == NULL ||
+	    (d->dns = upstream_dns_new(d->base)) == NULL ||
+	    upstream_connect(d->base, d->dns, &t, doc_connect_cb, d, 0, &c) <
+	    0)
+		return -ENOMEM;
+	while (!d->up_done)
+		if (event_base_loop(d->base, EVLOOP_ONCE) != 0) {
+			upstream_cancel(c);	/* nothing more will come */
+			return -EIO;
 		}
-		pfd.fd = fd;
-		pfd.events = POLLOUT;
-		do
-			r = poll(&pfd, 1, DOC_CONNECT_SECS * 1000);
-		while (r == -1 && errno == EINTR);
-		if (r == 0)
-			err = ETIMEDOUT;
-		else if (r == -1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
-		    &len) == -1)
-			err = errno;
-		if (err != 0) {
-			close(fd);
-			return -err;
-		}
-	}
-	/* From here on, blocking I/O with timeouts. */
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	return fd;
+	return 0;
 }
 
 /* Explains why no address could be reached: each kind of failure once. */
 static void
-doc_connect_help(const struct doc *d, unsigned seen)
+doc_connect_help(const struct doc *d)
 {
-	static const enum smtpproto_local order[] = { SMTPPROTO_LOCAL_TIMEOUT,
-	    SMTPPROTO_LOCAL_REFUSED, SMTPPROTO_LOCAL_UNREACHABLE };
-	size_t i;
+	const struct upstream_result *u = &d->up;
 
-	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-		if (seen & (1u << order[i]))
-			doc_advise(d, smtpproto_advice_local(order[i]));
+	if (u->nplaintext > 0)
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_PLAINTEXT));
+	if (u->ntimedout > 0)
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_TIMEOUT));
+	if (u->nrefused > 0)
+		doc_advise(d, smtpproto_advice_local(SMTPPROTO_LOCAL_REFUSED));
+	if (u->nunreachable > 0)
+		doc_advise(d, smtpproto_advice_local(
+		    SMTPPROTO_LOCAL_UNREACHABLE));
 }
 
-/* Step 3: the first address that accepts a connection. */
+/* Steps 2 and 3: the addresses, and the first that accepts. */
 static bool
 doc_connect(struct doc *d)
 {
-	const struct addrinfo *a;
-	char addr[INET6_ADDRSTRLEN], failed[1024] = "";
-	enum smtpproto_local w;
-	unsigned seen = 0;
-	size_t o = 0;
-	int fd, n;
+	const struct cfg_upstream *u = &d->cfg->upstream;
+	int r;
 
-	for (a = d->ai; a != NULL; a = a->ai_next) {
-		doc_addr_str(a->ai_addr, addr, sizeof(addr));
-		if ((fd = doc_connect_one(a)) >= 0) {
-			d->fd = fd;
-			snprintf(d->peer, sizeof(d->peer), "%s", addr);
-			doc_set_timeout(fd, d->timeout);
-			doc_step("connect", true, "%s port %u%s%s%s", addr,
-			    d->cfg->upstream.port, o > 0 ? " (" : "", failed,
-			    o > 0 ? ")" : "");
-			return true;
-		}
-		if (smtpproto_local_connect(-fd, &w))
-			seen |= 1u << w;
-		n = snprintf(failed + o, sizeof(failed) - o, "%s%s: %s",
-		    o > 0 ? "; " : "", addr, fd == -ETIMEDOUT ?
-		    "no answer (timeout)" : strerror(-fd));
-		if (n > 0 && (size_t)n < sizeof(failed) - o)
-			o += (size_t)n;
+	if ((r = doc_upstream(d)) < 0) {
+		doc_step("resolve", false, "%s", strerror(-r));
+		return false;
 	}
-	doc_step("connect", false, "port %u: %s", d->cfg->upstream.port,
-	    failed);
-	doc_connect_help(d, seen);
-	return false;
+	if (d->up.status == UPSTREAM_UNRESOLVED) {
+		doc_step("resolve", false, "%s: %s", u->host,
+		    evutil_gai_strerror(d->up.gai_error));
+		if (d->up.gai_error == EVUTIL_EAI_AGAIN)
+			doc_explain("The DNS server did not answer.");
+		doc_advise(d, d->up.advice);
+		return false;
+	}
+	doc_step("resolve", true, "%s: %s", u->host, d->up.addrs);
+	if (d->up.status != UPSTREAM_CONNECTED) {
+		doc_step("connect", false, "port %u: %s", u->port,
+		    d->up.tried);
+		doc_connect_help(d);
+		return false;
+	}
+	/* From here on, blocking I/O with timeouts. */
+	fcntl(d->fd, F_SETFL, fcntl(d->fd, F_GETFL) & ~O_NONBLOCK);
+	doc_set_timeout(d->fd, d->timeout);
+	doc_step("connect", true, "%s port %u%s%s%s", d->up.ip, u->port,
+	    d->up.tried[0] != '\0' ? " (" : "", d->up.tried,
+	    d->up.tried[0] != '\0' ? ")" : "");
+	return true;
 }
 
 /* ---- step 4: TLS ---- */
@@ -996,7 +956,7 @@ doc_starttls(struct doc *d)
 		return false;
 	}
 	d->alive = false;
-	if (d->inlen > 0) {
+	if (evbuffer_get_length(d->in) > 0) {
 		/* RFC 3207 §5: nothing may precede the handshake. */
 		doc_step("starttls", false, "the server sent data after 220");
 		return false;
@@ -1333,7 +1293,7 @@ doc_network(struct doc *d)
 	enum cfg_tls tls = d->cfg->upstream.tls;
 	char *err = NULL;
 
-	if (!doc_resolve(d) || !doc_connect(d))
+	if (!doc_connect(d))
 		return false;
 	if (tls != CFG_TLS_NONE &&
 	    tls_ctx_new(d->cfg->upstream.ca_file, &d->ctx, &err) < 0) {
@@ -1371,11 +1331,14 @@ doc_free(struct doc *d)
 	if (d->fd != -1)
 		close(d->fd);
 	tls_ctx_free(d->ctx);
-	if (d->ai != NULL)
-		freeaddrinfo(d->ai);
+	if (d->dns != NULL)
+		evdns_base_free(d->dns, 0);
+	if (d->base != NULL)
+		event_base_free(d->base);
 	free(d->pw_path);
 	oauth_secret_free(&d->token);
-	explicit_bzero(d->in, sizeof(d->in));
+	if (d->in != NULL)
+		evbuffer_free(d->in);
 	ERR_clear_error();
 }
 

@@ -86,6 +86,38 @@ def free_port():
     raise RuntimeError("no free port")
 
 
+def local_non_loopback_address():
+    """This host's address on its default route, or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.connect(("192.0.2.1", 9))
+            ip = u.getsockname()[0]
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+def can_unshare():
+    return subprocess.run(["unshare", "-rm", "true"],
+                          capture_output=True).returncode == 0
+
+
+def with_hosts(tmp, program, hosts):
+    """A wrapper script that runs program with `hosts` as its /etc/hosts
+    (a private mount namespace, unshare -rm); returns its path."""
+    path = os.path.join(str(tmp), "hosts")
+    with open(path, "w") as f:
+        f.write(hosts)
+    wrapper = os.path.join(str(tmp), "with-hosts-" +
+                           os.path.basename(program))
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nexec unshare -rm sh -c \'mount --bind '
+                '"$0" /etc/hosts && exec "$@"\' %s %s "$@"\n'
+                % (path, os.path.abspath(program)))
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
 def spool_messages(spool):
     """Ids of the committed records in a spool (msg/ files without '.')."""
     d = os.path.join(spool, "msg")

@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from harness import SMARTRELAY, Daemon, free_port
+from harness import (SMARTRELAY, Daemon, can_unshare, free_port,
+                     local_non_loopback_address, with_hosts)
 
 PASSWORD = "abcdefghijklmnop"
 
@@ -168,6 +169,46 @@ def test_password_spaces_mentioned_on_refusal(tmp_path, fake):
     assert rc == 1, out
     assert "contains spaces, which smartrelay removed" in flat
     assert "normalised" in flat
+
+
+@pytest.mark.skipif(local_non_loopback_address() is None or
+                    not can_unshare(), reason="needs a non-loopback address "
+                    "and unshare -rm (to give the tool its own /etc/hosts)")
+def test_plaintext_refuses_a_non_loopback_address(tmp_path):
+    # tls = "none" with host "localhost", and an /etc/hosts that maps
+    # localhost elsewhere: the daemon refuses that address (the password
+    # would go in clear text), so the doctor must too (issue 13); it used
+    # to connect and log in.
+    ip = local_non_loopback_address()
+    srv = socket.create_server(("0.0.0.0", 0))
+    srv.settimeout(0.5)
+    port = srv.getsockname()[1]
+    try:
+        conf = config(tmp_path, host="localhost", port=port, tls="none",
+                      extra="", password=PASSWORD)
+        with open(conf) as f:
+            text = f.read().replace("tls = \"none\";",
+                                    "tls = \"none\"; insecure_plaintext = "
+                                    "true;")
+        with open(conf, "w") as f:
+            f.write(text)
+        tool = with_hosts(tmp_path, SMARTRELAY, "%s localhost\n" % ip)
+        e = dict(os.environ)
+        e.pop("CREDENTIALS_DIRECTORY", None)
+        r = subprocess.run([tool, "-c", conf, "test"], capture_output=True,
+                           timeout=60, env=e)
+        out = r.stdout.decode() + r.stderr.decode()
+        flat = " ".join(out.split())
+        assert r.returncode == 1, out
+        assert step(out, "resolve") == "ok" and ip in out, out
+        assert step(out, "connect") == "FAILED", out
+        assert "%s: not a loopback address" % ip in out
+        assert 'tls = "none" is only for a server on this machine' in flat
+        with pytest.raises(socket.timeout):
+            srv.accept()            # never connected
+        assert PASSWORD not in out
+    finally:
+        srv.close()
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None,

@@ -20,8 +20,9 @@ import time
 import pytest
 
 import harness
-from harness import (SENDER, SMARTRELAY, Daemon, dsn_of, free_port,
-                     upstream_conf, wait_until)
+from harness import (SENDER, SMARTRELAY, Daemon, can_unshare, dsn_of,
+                     free_port, local_non_loopback_address, upstream_conf,
+                     wait_until)
 
 def send(d, rcpts, body=None, sender=SENDER, subject="test"):
     """Submits one message to the daemon; returns its body as sent."""
@@ -307,22 +308,6 @@ def test_reload_to_tls_none_does_not_change_a_live_session(tmp_path):
         assert rec["lines"][1] == b"STARTTLS\r\n", rec["lines"]
     finally:
         d.stop()
-
-
-def local_non_loopback_address():
-    """This host's address on its default route, or None."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.connect(("192.0.2.1", 9))
-            ip = u.getsockname()[0]
-    except OSError:
-        return None
-    return None if ip.startswith("127.") else ip
-
-
-def can_unshare():
-    return subprocess.run(["unshare", "-rm", "true"],
-                          capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(local_non_loopback_address() is None or

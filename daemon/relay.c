@@ -9,7 +9,11 @@
  * its pending recipients) is its own struct.  Every way a session ends
  * goes through relay_close() with a reason=, and the memory is freed from
  * a fresh event.  What a reply means apart from the session (docs/relay.md's
- * classification, the AUTH advice, the EHLO keywords) is in relay_reply.c.
+ * classification) is in relay_reply.c, logging in (AUTH with a password or
+ * an OAuth token) in relay_auth.c, the session's struct in
+ * relay_private.h; the protocol's words (EHLO keywords, AUTH encoders,
+ * advice) are common/smtpproto.c's, resolving and connecting
+ * common/upstream.c's.
  *
  * Security rules that hold whatever the upstream says: AUTH and MAIL are
  * only ever sent once RF_TLS is set, which only a verified handshake sets
@@ -22,6 +26,7 @@
  * that carry it.
  */
 #include "relay.h"
+#include "relay_private.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -60,91 +65,6 @@
 #define RELAY_BODY_HIGH		(256 * 1024)	/* output queued at most */
 #define RELAY_BODY_LOW		(64 * 1024)	/* refill below this */
 
-enum relay_state {
-	RELAY_INIT,		/* created, starts from a fresh event */
-	RELAY_CONNECTING,	/* resolving and connecting (upstream.c) */
-	RELAY_HANDSHAKE,	/* TLS handshake (implicit or after STARTTLS) */
-	RELAY_GREETING,		/* waiting for 220 */
-	RELAY_EHLO,		/* EHLO sent */
-	RELAY_STARTTLS,		/* STARTTLS sent */
-	RELAY_TOKEN,		/* waiting for an OAuth access token */
-	RELAY_AUTH,		/* AUTH sent, exchange in progress */
-	RELAY_READY,		/* idle, authenticated: ready for a message */
-	RELAY_ENVELOPE,		/* MAIL/RCPT/DATA sent, replies pending */
-	RELAY_BODY,		/* streaming the body */
-	RELAY_DOT,		/* final dot sent, waiting for the reply */
-	RELAY_RSET,		/* RSET sent after a failed transaction */
-	RELAY_QUIT,		/* QUIT sent */
-	RELAY_DEAD,		/* closed; free pending */
-};
-
-#define RF_TLS		0x01	/* TLS active and verified */
-#define RF_EHLO		0x02	/* EHLO answered since the last TLS start */
-#define RF_AUTHED	0x04	/* AUTH succeeded */
-#define RF_WASREADY	0x08	/* reached RELAY_READY once */
-#define RF_ENDNOW	0x10	/* end the transaction from the timer */
-
-/* Per-recipient progress inside a transaction. */
-enum relay_rstate {
-	RCPT_UNANSWERED,	/* RCPT not answered (yet) */
-	RCPT_ACCEPTED,		/* 250 to RCPT: the message's fate decides */
-	RCPT_REFUSED,		/* its own RCPT reply decided */
-};
-
-struct relay_txn {
-	struct queue_msg *msg;		/* borrowed: the scheduler owns it */
-	struct relay_rcpt_result *rcpt;	/* owned: one per pending recipient */
-	unsigned char *rstate;		/* owned: enum relay_rstate each */
-	size_t nrcpt;
-	size_t nsent;		/* envelope commands sent: MAIL, RCPTs, DATA
-				   (or BDAT) */
-	size_t nreplied;	/* envelope replies received */
-	size_t naccepted;	/* RCPTs accepted */
-	bool failed;		/* MAIL or DATA refused: the message's fate */
-	int fd;			/* body file, -1 when closed */
-	uint64_t left;		/* body bytes not read yet */
-	bool bol;		/* dot-stuffing: at a line start */
-	char last[2];		/* last two body bytes sent */
-	bool bdat;		/* CHUNKING: one "BDAT n LAST" (relay_bdat_*) */
-	bool bdat_crlf;		/* BDAT: the stored body lacks its final CRLF */
-	struct relay_result res;
-};
-
-struct relay_session {
-	uint64_t id;
-	struct relay_env *env;		/* borrowed */
-	/* The upstream as configured when the session began: a reload must
-	 * not change the TLS mode (or the peer) under a live session. */
-	enum cfg_tls tls;
-	char *host;			/* owned */
-	unsigned port;
-	char *username;			/* owned, NULL: no AUTH */
-	enum cfg_auth auth;		/* password or xoauth2, at the start */
-	enum relay_state state;
-	unsigned flags;			/* RF_* */
-	unsigned ext;			/* SMTPPROTO_EXT_* of the last EHLO */
-	struct bufferevent *bev; /* owned (a TLS filter owns the socket) */
-	SSL *ssl;			/* borrowed from bev once it is TLS */
-	struct event *timer;		/* owned: connect/reply timeout */
-	struct upstream_conn *conn;	/* owned: resolving and connecting */
-	char peer[300];			/* "host[ip]:port" */
-	/* What to do about the failure that ends the session (static). */
-	const struct smtpproto_advice *advice;
-	struct reply reply;		/* the reply being read */
-	struct cfg_secret secret;	/* password while AUTH LOGIN needs it */
-	enum smtpproto_mech mech;	/* the AUTH mechanism in use */
-	unsigned auth_step;		/* 334 prompts answered */
-	struct oauth_secret token;	/* the access token while AUTH needs it */
-	bool token_cached;		/* it came from the cache, not fresh */
-	bool token_retried;		/* a refused token was renewed once */
-	struct relay_txn *txn;		/* owned, NULL outside transactions */
-	struct evbuffer *batch;		/* owned: pipelined commands being
-					   gathered, else NULL */
-	unsigned nmsgs;			/* transactions carried */
-	TAILQ_ENTRY(relay_session) entry;
-};
-
-TAILQ_HEAD(relay_list, relay_session);
 
 /* A deferred free finds its session again by id (STYLE: async results). */
 struct relay_id_arg {
@@ -152,9 +72,6 @@ struct relay_id_arg {
 	uint64_t id;
 };
 
-static struct relay_session *relay_lookup(struct relay_env *, uint64_t);
-static void relay_close(struct relay_session *, enum relay_outcome,
-    enum relay_pause, const char *);
 static void relay_txn_end(struct relay_session *, bool);
 static void relay_body_pump(struct relay_session *);
 
@@ -173,7 +90,7 @@ relay_strstate(enum relay_state st)
 }
 
 /* Moves to a new state; every transition is logged at debug level. */
-static void
+void
 relay_enter_state(struct relay_session *s, enum relay_state st)
 {
 	log_msg(LOG_DEBUG, NULL, "relay session=%" PRIu64 " state %s -> %s",
@@ -184,7 +101,7 @@ relay_enter_state(struct relay_session *s, enum relay_state st)
 /* ---- output ---- */
 
 /* Sends one command line; the dialogue log masks AUTH payloads. */
-static void
+void
 relay_send_line(struct relay_session *s, const char *line)
 {
 	char buf[QUEUE_MAX_ADDR + 256];
@@ -211,7 +128,7 @@ relay_secret_cleanup(const void *data, size_t len, void *arg)
  * left room for the CRLF): the bytes go by reference and are wiped once
  * written, so no copy of them stays in freed memory.  Takes line.
  */
-static int
+int
 relay_send_secret(struct relay_session *s, char *line, size_t len,
     int after_auth)
 {
@@ -226,7 +143,7 @@ relay_send_secret(struct relay_session *s, char *line, size_t len,
 }
 
 /* (Re)arms the session timer. */
-static void
+void
 relay_arm(struct relay_session *s, unsigned secs)
 {
 	struct timeval tv = { .tv_sec = secs };
@@ -235,7 +152,7 @@ relay_arm(struct relay_session *s, unsigned secs)
 }
 
 /* The reply timeout: upstream.timeout. */
-static void
+void
 relay_expect(struct relay_session *s, enum relay_state st)
 {
 	relay_enter_state(s, st);
@@ -512,7 +429,7 @@ relay_txn_finish(struct relay_session *s)
 }
 
 /* Authenticated and idle: the scheduler may hand over a message. */
-static void
+void
 relay_ready(struct relay_session *s)
 {
 	struct relay_env *env = s->env;
@@ -558,7 +475,7 @@ relay_send_ehlo(struct relay_session *s)
 }
 
 /* A failure reply during session setup: close with its meaning. */
-static void
+void
 relay_setup_failed(struct relay_session *s, enum relay_stage stage,
     const char *what)
 {
@@ -574,8 +491,6 @@ relay_setup_failed(struct relay_session *s, enum relay_stage stage,
 	relay_close(s, o, pause, reason);
 }
 
-static void relay_start_auth(struct relay_session *);
-static void relay_start_oauth(struct relay_session *);
 static void relay_start_tls(struct relay_session *);
 
 /* The 220 greeting: EHLO next. */
@@ -632,248 +547,6 @@ relay_on_starttls(struct relay_session *s)
 		return;
 	}
 	relay_start_tls(s);
-}
-
-/* Sends the first AUTH line of s->mech (common/smtpproto.c encodes it). */
-static int
-relay_auth_first(struct relay_session *s)
-{
-	char *line;
-	size_t len;
-	int r;
-
-	if (s->mech == SMTPPROTO_MECH_PLAIN) {
-		r = smtpproto_auth_plain(s->username, s->secret.buf,
-		    s->secret.len, &line, &len);
-		cfg_secret_clear(&s->secret);
-	} else
-		r = smtpproto_auth_login(&line, &len);
-	return r < 0 ? r : relay_send_secret(s, line, len, 0);
-}
-
-/* Logs in: PLAIN when offered, else LOGIN, password read afresh. */
-static void
-relay_start_auth(struct relay_session *s)
-{
-	const struct cfg *cfg = s->env->cfg;
-	char *err = NULL, reason[RELAY_REPLY_MAX];
-	int r;
-
-	if (!(s->flags & RF_TLS) && s->tls != CFG_TLS_NONE) {
-		/* Unreachable by construction: a last guard. */
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "TLS not verified: refusing to log in");
-		return;
-	}
-	if (s->username == NULL) {
-		relay_ready(s);
-		return;
-	}
-	if (s->auth == CFG_AUTH_XOAUTH2) {
-		relay_start_oauth(s);
-		return;
-	}
-	if ((s->mech = smtpproto_auth_choose(s->ext)) == SMTPPROTO_MECH_NONE) {
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "the upstream offers neither AUTH PLAIN nor AUTH LOGIN");
-		return;
-	}
-	/* Read for every session, so that fixing the file needs no restart. */
-	if ((r = cfg_read_password(cfg, &s->secret, &err)) < 0) {
-		snprintf(reason, sizeof(reason), "cannot read the password: "
-		    "%s", err != NULL ? err : strerror(-r));
-		free(err);
-		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS, reason);
-		return;
-	}
-	s->auth_step = 0;
-	if (relay_auth_first(s) < 0) {
-		cfg_secret_clear(&s->secret);
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "out of memory");
-		return;
-	}
-	relay_expect(s, RELAY_AUTH);
-}
-
-/* ---- OAuth: XOAUTH2 and OAUTHBEARER (docs/oauth.md) ---- */
-
-/* No token: the account's problem, never the messages'. */
-static void
-relay_token_failed(struct relay_session *s, enum oauth_status st,
-    const char *why)
-{
-	char reason[RELAY_REPLY_MAX];
-
-	snprintf(reason, sizeof(reason), "OAuth token %s: %.300s",
-	    oauth_status_name(st), why);
-	relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS, reason);
-}
-
-/* Sends AUTH with the token: OAUTHBEARER when offered, else XOAUTH2. */
-static void
-relay_send_oauth(struct relay_session *s)
-{
-	enum smtpproto_mech mech = smtpproto_oauth_choose(s->ext);
-	char *line = NULL;
-	size_t len;
-	int r;
-
-	r = mech == SMTPPROTO_MECH_OAUTHBEARER ?
-	    smtpproto_auth_oauthbearer(s->username, s->host, s->port,
-	    s->token.buf, s->token.len, &line, &len) :
-	    smtpproto_auth_xoauth2(s->username, s->token.buf, s->token.len,
-	    &line, &len);
-	if (r == 0)
-		r = relay_send_secret(s, line, len, 0);
-	if (r < 0) {
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    r == -EINVAL ? "upstream.username cannot go into an OAuth "
-		    "login" : "out of memory");
-		return;
-	}
-	s->mech = mech;
-	s->auth_step = 0;
-	relay_expect(s, RELAY_AUTH);
-}
-
-/* The token manager's answer, found by session id. */
-static void
-relay_token_cb(void *arg, uint64_t id, const struct oauth_secret *tok,
-    enum oauth_status st, const char *why)
-{
-	struct relay_session *s = relay_lookup(arg, id);
-
-	if (s == NULL || s->state != RELAY_TOKEN)
-		return;
-	if (tok == NULL || oauth_secret_set(&s->token, tok->buf, tok->len) <
-	    0) {
-		relay_token_failed(s, st, why);
-		return;
-	}
-	s->token_cached = false;
-	relay_send_oauth(s);
-}
-
-/* Gets a token (cached, or from the endpoint), then logs in with it. */
-static void
-relay_start_oauth(struct relay_session *s)
-{
-	enum oauth_status st;
-	char why[RELAY_REPLY_MAX];
-	int r;
-
-	if (smtpproto_oauth_choose(s->ext) == SMTPPROTO_MECH_NONE) {
-		relay_close(s, RELAY_PAUSE, RELAY_PAUSE_CREDENTIALS,
-		    "the upstream offers neither AUTH XOAUTH2 nor OAUTHBEARER: "
-		    "auth = \"xoauth2\" cannot log in there (check "
-		    "upstream.host and upstream.port)");
-		return;
-	}
-	if (s->token.buf == NULL &&
-	    oauth_secret_init(&s->token, CFG_OAUTH_SECRET_MAX) < 0) {
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "out of memory");
-		return;
-	}
-	r = token_get(s->env->token, s->id, &s->token, relay_token_cb, s->env,
-	    &st, why, sizeof(why));
-	if (r == 1) {
-		s->token_cached = true;
-		relay_send_oauth(s);
-	} else if (r == 0) {
-		relay_enter_state(s, RELAY_TOKEN);
-		relay_arm(s, s->env->cfg->upstream.timeout + 60);
-	} else if (r == -EIO)
-		relay_token_failed(s, st, why);
-	else
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "out of memory");
-}
-
-/*
- * A 334 during an OAuth AUTH is the error challenge (base64 JSON, status
- * 401): answer it so that the server ends the exchange with its 535.
- */
-static void
-relay_oauth_challenge(struct relay_session *s)
-{
-	relay_send_line(s, s->auth_step++ > 0 ? "*" :
-	    smtpproto_oauth_abort(s->mech));
-	relay_arm(s, s->env->cfg->upstream.timeout);
-}
-
-/*
- * The token was refused.  A token from the cache may have been revoked or
- * expired early: drop it and try once more with a fresh one, in the same
- * session.  A fresh token refused means the account or the scope is wrong.
- */
-static bool
-relay_oauth_retry(struct relay_session *s)
-{
-	if (s->auth != CFG_AUTH_XOAUTH2 || !s->token_cached ||
-	    s->token_retried || reply_class(&s->reply) != 5)
-		return false;
-	s->token_retried = true;
-	token_stale(s->env->token, &s->token);
-	oauth_secret_clear(&s->token);
-	relay_start_oauth(s);
-	return true;
-}
-
-/* Answers a 334 of AUTH LOGIN: the user name, then the password. */
-static void
-relay_auth_login_step(struct relay_session *s)
-{
-	char *line;
-	size_t len;
-	int r;
-
-	r = s->mech != SMTPPROTO_MECH_LOGIN ? -EPROTO :
-	    smtpproto_auth_login_step(s->auth_step, s->username,
-	    s->secret.buf, s->secret.len, &line, &len);
-	if (r == 0) {
-		if (s->auth_step == 1)
-			cfg_secret_clear(&s->secret);
-		r = relay_send_secret(s, line, len, 1);
-	} else if (r == -EPROTO) {
-		/* Unexpected challenge: cancel the exchange (RFC 4954 §4). */
-		relay_send_line(s, "*");
-		r = 0;
-	}
-	s->auth_step++;
-	if (r < 0)
-		relay_close(s, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-		    "out of memory");
-	else
-		relay_arm(s, s->env->cfg->upstream.timeout);
-}
-
-/* Replies during AUTH: 334 challenges, then 235 or a refusal. */
-static void
-relay_on_auth(struct relay_session *s)
-{
-	if (s->reply.code == 334 && s->auth == CFG_AUTH_XOAUTH2) {
-		relay_oauth_challenge(s);
-		return;
-	}
-	if (s->reply.code == 334 && s->auth_step < 3) {
-		relay_auth_login_step(s);
-		return;
-	}
-	cfg_secret_clear(&s->secret);
-	if (reply_class(&s->reply) != 2 && relay_oauth_retry(s))
-		return;
-	oauth_secret_free(&s->token);
-	if (reply_class(&s->reply) == 2) {
-		s->flags |= RF_AUTHED;
-		log_msg(LOG_INFO, NULL, "relay session=%" PRIu64
-		    " authenticated user=%s relay=%s", s->id,
-		    s->username, s->peer);
-		relay_ready(s);
-		return;
-	}
-	relay_setup_failed(s, RELAY_STAGE_AUTH, "AUTH rejected");
 }
 
 /* One reply to the envelope: MAIL, one RCPT or DATA, in order. */
@@ -1485,7 +1158,7 @@ relay_free_cb(evutil_socket_t fd, short what, void *arg)
  * the RFC 1047 window logged when the dot was out), then closed(), then the
  * memory goes from a fresh event.
  */
-static void
+void
 relay_close(struct relay_session *s, enum relay_outcome o,
     enum relay_pause pause, const char *reason)
 {
@@ -1609,7 +1282,7 @@ relay_new_fd(struct relay_env *env, uint64_t id, int fd)
 }
 
 /* Finds a session by id, dead ones (free pending) included. */
-static struct relay_session *
+struct relay_session *
 relay_lookup(struct relay_env *env, uint64_t id)
 {
 	struct relay_session *s;

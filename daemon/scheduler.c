@@ -113,6 +113,8 @@ struct sched {
 	uint64_t full_ms;		/* spool full: nothing goes upstream
 					 * before this time */
 	bool stopping;
+	void (*stopped)(void *);		/* after sched_stop(): none left */
+	void *stopped_arg;
 };
 
 static void sched_kick(struct sched *);
@@ -901,6 +903,8 @@ sched_conn_free(struct sched *s, struct sched_conn *c)
 	if (c->idle != NULL)
 		event_free(c->idle);
 	free(c);
+	if (s->stopping && s->nconns == 0 && s->stopped != NULL)
+		s->stopped(s->stopped_arg);
 }
 
 /* The idle hold is over: QUIT. */
@@ -1267,6 +1271,7 @@ sched_free(struct sched *s)
 
 	if (s == NULL)
 		return;
+	s->stopped = NULL;	/* no callback from the teardown */
 	relay_env_free(&s->env);
 	token_free(s->token);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
@@ -1462,12 +1467,16 @@ sched_remove(struct sched *s, const char *id)
 }
 
 void
-sched_stop(struct sched *s)
+sched_stop(struct sched *s, void (*stopped)(void *), void *arg)
 {
 	struct sched_conn *c, *next;
 	struct relay_session *rs;
 
 	s->stopping = true;
+	s->stopped = stopped;
+	s->stopped_arg = arg;
+	if (s->nconns == 0 && stopped != NULL)
+		stopped(arg);
 	evtimer_del(s->timer);
 	evtimer_del(s->kick);
 	/* relay_stop() may close (and drop c) at once: iterate safely. */

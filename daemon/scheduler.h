@@ -96,9 +96,10 @@ int sched_flush(struct sched *s, const char *id);
 int sched_remove(struct sched *s, const char *id);
 /*
  * Graceful stop: no new sessions or transactions; idle sessions QUIT,
- * busy ones finish their message first.
+ * busy ones finish their message first.  stopped(arg) is called once the
+ * last session has ended (at once when there is none).
  */
-void sched_stop(struct sched *s);
+void sched_stop(struct sched *s, void (*stopped)(void *), void *arg);
 /* Open sessions (0 once a stop has completed). */
 unsigned sched_sessions(const struct sched *s);
 /* Messages in the queue. */

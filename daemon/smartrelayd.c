@@ -339,6 +339,21 @@ daemon_stop_timeout(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(d->base, NULL);
 }
 
+/*
+ * After a stop signal, inbound and relay sessions report when their last
+ * one is gone; once both are, the loop ends (no polling: the grace timer
+ * is the only other way out).
+ */
+static void
+daemon_drained(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping && d->smtp.nsessions == 0 &&
+	    sched_sessions(d->sched) == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
 /* SIGTERM/SIGINT: stop accepting, end sessions, leave once they are gone. */
 static void
 daemon_signal_stop(evutil_socket_t sig, short what, void *arg)
@@ -352,24 +367,14 @@ daemon_signal_stop(evutil_socket_t sig, short what, void *arg)
 	    sig == SIGTERM ? "TERM" : "INT");
 	listen_close(d->listen);
 	d->listen = NULL;
-	smtp_shutdown(&d->smtp);
-	sched_stop(d->sched);
+	smtp_shutdown(&d->smtp, daemon_drained, d);
+	sched_stop(d->sched, daemon_drained, d);
 	event_del(d->sigterm);
 	event_del(d->sigint);
 	event_del(d->sighup);
 	evtimer_add(d->stop_timer, &tv);
 }
 
-/* Ends the loop once every session is gone after a stop signal. */
-static void
-daemon_check_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct daemon *d = arg;
-
-	if (d->stopping && d->smtp.nsessions == 0 &&
-	    sched_sessions(d->sched) == 0)
-		event_base_loopexit(d->base, NULL);
-}
 
 /* True when both configurations list the same `listen` addresses. */
 static int
@@ -589,8 +594,6 @@ main(int argc, char *argv[])
 	const char *path = SMARTRELAY_DEFAULT_CONFIG;
 	struct cfg_errors errs = { 0 };
 	struct daemon d = { 0 };
-	struct event *tick;
-	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
 	int ch, check = 0, debug = 0, r;
 
 	while ((ch = getopt_long(argc, argv, "c:tdVh", longopts, NULL)) != -1) {
@@ -639,10 +642,7 @@ main(int argc, char *argv[])
 	log_msg(LOG_INFO, NULL, "ready version=%s queue=%zu sockets=%zu",
 	    SMARTRELAY_VERSION, d.nqueued, listen_count(d.listen));
 	sysd_ready(d.sysd);
-	tick = event_new(d.base, -1, EV_PERSIST, daemon_check_done, &d);
-	event_add(tick, &tv);
 	event_base_dispatch(d.base);
-	event_free(tick);
 	log_msg(LOG_INFO, NULL, "stopped");
 	daemon_free(&d);
 	return d.exit_status;

@@ -780,6 +780,8 @@ smtp_free(struct smtp_session *s)
 	smtp_txn_free(s->txn);
 	bufferevent_free(s->bev);
 	free(s);
+	if (srv->nsessions == 0 && srv->drained != NULL)
+		srv->drained(srv->drained_arg);
 }
 
 static void
@@ -928,9 +930,14 @@ smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
 }
 
 void
-smtp_shutdown(struct smtp_server *srv)
+smtp_shutdown(struct smtp_server *srv, void (*drained)(void *), void *arg)
 {
 	struct smtp_session *s;
+
+	srv->drained = drained;
+	srv->drained_arg = arg;
+	if (srv->nsessions == 0 && drained != NULL)
+		drained(arg);
 
 	TAILQ_FOREACH(s, &srv->sessions, entry) {
 		if (s->state == SMTP_QUIT)

@@ -35,6 +35,9 @@ struct smtp_server {
 	/* A message was committed; the callee owns m. */
 	void (*queued)(void *arg, struct queue_msg *m);
 	void *queued_arg;
+	/* After smtp_shutdown(): the last session is gone. */
+	void (*drained)(void *arg);
+	void *drained_arg;
 };
 
 /* Prepares srv; the caller fills base, cfg, queue and queued. */
@@ -49,7 +52,11 @@ void smtp_accept(struct smtp_server *srv, int fd, const struct sockaddr *sa,
  */
 void smtp_commit_done(void *arg, uint64_t token, struct queue_writer *w,
     int result);
-/* Ends every session with 421 (shutdown). */
-void smtp_shutdown(struct smtp_server *srv);
+/*
+ * Ends every session with 421 (shutdown); drained(arg) is called once the
+ * last one is gone (from the event loop, or at once when there is none).
+ */
+void smtp_shutdown(struct smtp_server *srv, void (*drained)(void *),
+    void *arg);
 
 #endif

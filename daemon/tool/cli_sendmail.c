@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "addr.h"
 #include "body.h"
 #include "cfg.h"
@@ -39,6 +41,7 @@
 #include "cli_msg.h"
 #include "dsnparam.h"
 #include "header.h"
+#include "lineio.h"
 #include "queue.h"
 #include "smtpproto.h"
 
@@ -1004,9 +1007,9 @@ sm_submit(struct sm *s)
 /* The -bs dialogue: the inbound session's commands and replies. */
 struct sm_smtp {
 	struct sm *s;			/* borrowed: the transaction */
-	char buf[SM_READ_CHUNK];	/* input not yet used */
-	size_t pos, len;
+	struct evbuffer *in;		/* owned: input not yet used */
 	bool eof;
+	bool longline;			/* dropping an over-long line */
 	bool helo;			/* EHLO/HELO seen */
 	bool mail;			/* in a transaction */
 	unsigned nerrors;
@@ -1034,65 +1037,68 @@ sm_reply(struct sm_smtp *t, const char *fmt, ...)
 static bool
 sm_fill(struct sm_smtp *t)
 {
+	char buf[SM_READ_CHUNK];
 	ssize_t n;
 
-	if (t->pos > 0) {
-		memmove(t->buf, t->buf + t->pos, t->len - t->pos);
-		t->len -= t->pos;
-		t->pos = 0;
-	}
-	if (t->eof || t->len == sizeof(t->buf))
+	if (t->eof)
 		return false;
 	do
-		n = read(STDIN_FILENO, t->buf + t->len, sizeof(t->buf) - t->len);
+		n = read(STDIN_FILENO, buf, sizeof(buf));
 	while (n == -1 && errno == EINTR);
-	if (n <= 0) {
+	if (n <= 0 || evbuffer_add(t->in, buf, (size_t)n) < 0) {
 		t->eof = true;
 		return false;
 	}
-	t->len += (size_t)n;
 	return true;
 }
 
 /*
- * The next command line without its line end; NULL at end of input.  A
- * line over SM_LINE_MAX is answered 500 5.5.2 and skipped.
+ * The next command line without its line end (common/lineio.c, as the
+ * inbound session reads them); NULL at end of input.  A line over
+ * SM_LINE_MAX is answered 500 5.5.2 and skipped.
  */
 static char *
 sm_line(struct sm_smtp *t, char *line)
 {
-	char *nl;
 	size_t n;
-	bool longline = false;
 
 	for (;;) {
-		nl = memchr(t->buf + t->pos, '\n', t->len - t->pos);
-		if (nl == NULL) {
-			if (t->len - t->pos > SM_LINE_MAX) {
-				t->pos = t->len;
-				longline = true;
-			}
+		switch (lineio_get(t->in, SM_LINE_MAX, &t->longline, line,
+		    &n)) {
+		case LINEIO_AGAIN:
 			if (!sm_fill(t))
 				return NULL;
 			continue;
-		}
-		n = (size_t)(nl - (t->buf + t->pos));
-		if (longline || n + 1 > SM_LINE_MAX) {
-			t->pos += n + 1;
-			longline = false;
+		case LINEIO_TOO_LONG:
 			sm_reply(t, "500 5.5.2 Error: line too long");
 			continue;
+		case LINEIO_LINE:
+			break;
 		}
-		memcpy(line, t->buf + t->pos, n);
-		t->pos += n + 1;
-		if (n > 0 && line[n - 1] == '\r')
-			n--;
-		line[n] = '\0';
 		if (strlen(line) != n) {
 			sm_reply(t, "500 5.5.2 Error: NUL byte in command");
 			continue;
 		}
 		return line;
+	}
+}
+
+/* Feeds DATA bytes to the filter; false when the input ends first. */
+static bool
+sm_smtp_body(struct sm_smtp *t)
+{
+	struct evbuffer_iovec v;
+
+	for (;;) {
+		while (evbuffer_peek(t->in, -1, NULL, &v, 1) > 0 &&
+		    v.iov_len > 0) {
+			evbuffer_drain(t->in, body_feed(&t->s->body,
+			    v.iov_base, v.iov_len));
+			if (t->s->body.raw == BODY_END)
+				return true;
+		}
+		if (!sm_fill(t))
+			return false;
 	}
 }
 
@@ -1198,7 +1204,6 @@ sm_smtp_data(struct sm_smtp *t, const char *args)
 {
 	struct sm *s = t->s;
 	char id[QUEUE_ID_LEN + 1];
-	size_t used;
 
 	if (!t->mail || s->nrcpt == 0) {
 		sm_reply(t, "503 5.5.1 Error: need %s command",
@@ -1215,15 +1220,9 @@ sm_smtp_data(struct sm_smtp *t, const char *args)
 		return;
 	}
 	sm_reply(t, "354 End data with <CR><LF>.<CR><LF>");
-	for (;;) {
-		used = body_feed(&s->body, t->buf + t->pos, t->len - t->pos);
-		t->pos += used;
-		if (s->body.raw == BODY_END)
-			break;
-		if (!sm_fill(t)) {
-			sm_txn_end(t);
-			return;		/* end of input inside DATA */
-		}
+	if (!sm_smtp_body(t)) {
+		sm_txn_end(t);
+		return;		/* end of input inside DATA */
 	}
 	sm_body_finish(s);
 	memcpy(id, queue_writer_id(s->w), sizeof(id));
@@ -1312,7 +1311,10 @@ sm_smtp(struct sm *s)
 	int r;
 
 	t.s = s;
+	if ((t.in = evbuffer_new()) == NULL)
+		return EX_OSERR;
 	if ((r = sm_open_maildrop(s)) != 0) {
+		evbuffer_free(t.in);
 		printf("421 4.3.0 %s Error: cannot store mail now\r\n",
 		    s->cli->cfg->hostname);
 		return r;
@@ -1323,6 +1325,7 @@ sm_smtp(struct sm *s)
 		if (!sm_smtp_command(&t, line))
 			break;
 	sm_txn_end(&t);
+	evbuffer_free(t.in);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
- * queue_private.h: what queue.c shares with queue_maildrop.c and with
- * nobody else.  The on-disk format is described at the top of queue.c;
- * its parsing and formatting are in queue_format.h.
+ * queue_private.h: what queue.c shares with queue_maildrop.c and
+ * queue_recover.c and with nobody else.  The on-disk format is described
+ * at the top of queue.c; its parsing and formatting are in
+ * queue_format.h.
  */
 #ifndef SMARTRELAY_QUEUE_PRIVATE_H
 #define SMARTRELAY_QUEUE_PRIVATE_H
@@ -56,6 +57,11 @@ struct queue_ent {
 	bool journal;		/* ID.state rather than ID */
 };
 
+/* Builds "ID.state" (queue.c). */
+void queue_journal_name(char name[QUEUE_NAME_MAX], const char *id);
+/* Loads record and (when it may exist) journal into a new message. */
+int queue_load_one(struct queue *q, const char *id, bool journal,
+    struct queue_msg **mp);
 /* Reads up to len bytes at off, stopping early only at end of file. */
 ssize_t queue_pread_full(int fd, void *buf, size_t len, off_t off);
 /* Records a writer's first failure and removes its tmp file. */

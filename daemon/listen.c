@@ -4,6 +4,7 @@
 #include "listen.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -31,6 +32,18 @@ struct listen_set {
 	struct smtp_server *srv;	/* borrowed */
 	struct event *resume;		/* owned: re-enables after EMFILE */
 };
+
+/* Sets *err to a formatted message, or NULL when memory is short. */
+static void __attribute__((format(printf, 2, 3)))
+listen_err(char **err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(err, fmt, ap) == -1)
+		*err = NULL;
+	va_end(ap);
+}
 
 static void
 listen_acceptcb(struct evconnlistener *l, evutil_socket_t fd,
@@ -74,7 +87,7 @@ listen_add(struct listen_set *ls, int fd, char **err)
 
 	if (ls->n == LISTEN_MAX) {
 		close(fd);
-		asprintf(err, "more than %d listening sockets", LISTEN_MAX);
+		listen_err(err, "more than %d listening sockets", LISTEN_MAX);
 		return -EMFILE;
 	}
 	evutil_make_socket_nonblocking(fd);
@@ -82,7 +95,7 @@ listen_add(struct listen_set *ls, int fd, char **err)
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (l == NULL) {
 		close(fd);
-		asprintf(err, "cannot listen: out of memory");
+		listen_err(err, "cannot listen: out of memory");
 		return -ENOMEM;
 	}
 	evconnlistener_set_error_cb(l, listen_errorcb);
@@ -102,14 +115,14 @@ listen_bind(struct listen_set *ls, const char *spec, char **err)
 	int fd, one = 1, r;
 
 	if (cfg_parse_listen(spec, host, sizeof(host), &portnum) < 0) {
-		asprintf(err, "listen \"%s\": bad address", spec);
+		listen_err(err, "listen \"%s\": bad address", spec);
 		return -EINVAL;
 	}
 	snprintf(port, sizeof(port), "%u", portnum);
 	r = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints,
 	    &res);
 	if (r != 0) {
-		asprintf(err, "listen \"%s\": %s", spec, gai_strerror(r));
+		listen_err(err, "listen \"%s\": %s", spec, gai_strerror(r));
 		return -EINVAL;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -135,7 +148,7 @@ listen_bind(struct listen_set *ls, const char *spec, char **err)
 	return 0;
 fail:
 	r = -errno;
-	asprintf(err, "listen \"%s\": %s", spec, strerror(errno));
+	listen_err(err, "listen \"%s\": %s", spec, strerror(errno));
 	freeaddrinfo(res);
 	return r;
 }

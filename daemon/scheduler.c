@@ -13,6 +13,7 @@
  * found by that id, and dropped when the session says it closed.
  */
 #include "scheduler.h"
+#include "scheduler_private.h"
 #include "token.h"
 
 #include <errno.h>
@@ -43,79 +44,6 @@
 #define SCHED_LOAD_BATCH	64	/* records read per loader event */
 #define SCHED_LOAD_BUDGET_US	2000	/* ... or this long, at most */
 #define SCHED_FULL_RETRY_MS	5000	/* no room to record an outcome */
-
-enum sched_where {
-	SM_DUE,
-	SM_WAITING,
-	SM_INFLIGHT,
-};
-
-struct sched_msg {
-	struct queue_msg *m;		/* owned; NULL until the record of a
-					   message recovered at start is read */
-	struct queue_stub st;		/* id, arrival, and how to load m */
-	size_t lazy_idx;		/* slot in s->lazy, or SIZE_MAX */
-	enum sched_where where;
-	uint64_t due_ms;		/* SM_WAITING: when it is due */
-	size_t heap_idx;		/* SM_WAITING: index in s->heap */
-	TAILQ_ENTRY(sched_msg) entry;	/* SM_DUE: in s->due */
-};
-
-struct sched_conn {
-	uint64_t id;			/* the relay session's id */
-	unsigned sent;			/* messages handed to it */
-	unsigned gen;			/* s->gen when it was opened */
-	struct sched_msg *cur;		/* borrowed: in flight, or NULL */
-	bool ready;			/* authenticated and idle */
-	bool quitting;
-	struct event *idle;		/* owned: QUIT after the idle hold */
-	struct sched *s;		/* borrowed */
-	TAILQ_ENTRY(sched_conn) entry;
-};
-
-struct sched {
-	struct event_base *base;	/* borrowed */
-	const struct cfg *cfg;		/* borrowed */
-	struct queue *queue;		/* borrowed */
-	struct evdns_base *dns;		/* owned */
-	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
-	struct token *token;		/* owned: OAuth access tokens */
-	char *ca_file;			/* owned: what ssl_ctx trusts (NULL:
-					 * the system store) */
-	bool tls_broken;		/* ca_file did not load: nothing
-					 * expires until it does */
-	struct relay_ops ops;
-	struct relay_env env;
-	TAILQ_HEAD(, sched_msg) due;	/* owned entries */
-	size_t ndue;
-	struct sched_msg **heap;	/* owned array of owned entries */
-	size_t nheap, heapcap;
-	size_t ninflight;
-	TAILQ_HEAD(, sched_conn) conns;	/* owned */
-	unsigned nconns;
-	uint64_t next_id;
-	struct event *timer;		/* owned: the heap's top is due */
-	struct event *kick;		/* owned: run sched_run() soon */
-	struct event *loader;		/* owned: reads recovered records */
-	struct sched_msg **lazy;	/* owned array of borrowed entries
-					   whose record is not read yet (NULL
-					   slots: read or forgotten since) */
-	size_t nlazy, lazy_next, lazycap;
-	size_t nread, ncorrupt;		/* recovered records read, moved */
-	enum sched_upstream state;
-	unsigned failures;		/* upstream failures in a row */
-	unsigned gen;			/* bumped at each upstream failure */
-	uint64_t retry_ms;		/* next probe when not ok */
-	char reply[RELAY_REPLY_MAX];	/* last upstream problem */
-	/* What to do about it (static table), NULL: no advice. */
-	const struct smtpproto_advice *advice;
-	time_t last_delivery;
-	uint64_t full_ms;		/* spool full: nothing goes upstream
-					 * before this time */
-	bool stopping;
-	void (*stopped)(void *);		/* after sched_stop(): none left */
-	void *stopped_arg;
-};
 
 static void sched_kick(struct sched *);
 static void sched_finish(struct sched *, struct sched_msg *);
@@ -197,86 +125,6 @@ sched_random(void)
 	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
 		r = (uint32_t)random();
 	return r;
-}
-
-/* ---- the heap of waiting messages (a binary min-heap on due_ms) ---- */
-
-/* Swaps two heap slots, keeping their indexes. */
-static void
-sched_heap_swap(struct sched *s, size_t a, size_t b)
-{
-	struct sched_msg *t = s->heap[a];
-
-	s->heap[a] = s->heap[b];
-	s->heap[b] = t;
-	s->heap[a]->heap_idx = a;
-	s->heap[b]->heap_idx = b;
-}
-
-/* Moves slot i up to its place. */
-static void
-sched_heap_up(struct sched *s, size_t i)
-{
-	while (i > 0 && s->heap[(i - 1) / 2]->due_ms > s->heap[i]->due_ms) {
-		sched_heap_swap(s, i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-}
-
-/* Moves slot i down to its place. */
-static void
-sched_heap_down(struct sched *s, size_t i)
-{
-	size_t l, m;
-
-	for (;;) {
-		l = 2 * i + 1;
-		m = i;
-		if (l < s->nheap && s->heap[l]->due_ms < s->heap[m]->due_ms)
-			m = l;
-		if (l + 1 < s->nheap &&
-		    s->heap[l + 1]->due_ms < s->heap[m]->due_ms)
-			m = l + 1;
-		if (m == i)
-			return;
-		sched_heap_swap(s, i, m);
-		i = m;
-	}
-}
-
-/* Adds e to the heap. */
-static int
-sched_heap_push(struct sched *s, struct sched_msg *e)
-{
-	struct sched_msg **h;
-	size_t cap;
-
-	if (s->nheap == s->heapcap) {
-		cap = s->heapcap ? s->heapcap * 2 : 64;
-		if ((h = reallocarray(s->heap, cap, sizeof(*h))) == NULL)
-			return -ENOMEM;
-		s->heap = h;
-		s->heapcap = cap;
-	}
-	e->heap_idx = s->nheap;
-	s->heap[s->nheap++] = e;
-	sched_heap_up(s, e->heap_idx);
-	return 0;
-}
-
-/* Takes e out of the heap, wherever it is. */
-static void
-sched_heap_remove(struct sched *s, struct sched_msg *e)
-{
-	size_t i = e->heap_idx;
-
-	s->nheap--;
-	if (i != s->nheap) {
-		s->heap[i] = s->heap[s->nheap];
-		s->heap[i]->heap_idx = i;
-		sched_heap_down(s, i);
-		sched_heap_up(s, i);
-	}
 }
 
 /* Arms the timer for the heap's top (or the next probe). */

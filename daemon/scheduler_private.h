@@ -1,0 +1,102 @@
+/*
+ * scheduler_private.h: the scheduler's state, shared by scheduler.c and
+ * sched_heap.c and by nobody else (the rest of the daemon sees only the
+ * opaque struct sched of scheduler.h).
+ */
+#ifndef SMARTRELAY_SCHEDULER_PRIVATE_H
+#define SMARTRELAY_SCHEDULER_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+
+#include "queue.h"
+#include "relay.h"
+#include "scheduler.h"
+
+enum sched_where {
+	SM_DUE,
+	SM_WAITING,
+	SM_INFLIGHT,
+};
+
+struct sched_msg {
+	struct queue_msg *m;		/* owned; NULL until the record of a
+					   message recovered at start is read */
+	struct queue_stub st;		/* id, arrival, and how to load m */
+	size_t lazy_idx;		/* slot in s->lazy, or SIZE_MAX */
+	enum sched_where where;
+	uint64_t due_ms;		/* SM_WAITING: when it is due */
+	size_t heap_idx;		/* SM_WAITING: index in s->heap */
+	TAILQ_ENTRY(sched_msg) entry;	/* SM_DUE: in s->due */
+};
+
+struct sched_conn {
+	uint64_t id;			/* the relay session's id */
+	unsigned sent;			/* messages handed to it */
+	unsigned gen;			/* s->gen when it was opened */
+	struct sched_msg *cur;		/* borrowed: in flight, or NULL */
+	bool ready;			/* authenticated and idle */
+	bool quitting;
+	struct event *idle;		/* owned: QUIT after the idle hold */
+	struct sched *s;		/* borrowed */
+	TAILQ_ENTRY(sched_conn) entry;
+};
+
+struct sched {
+	struct event_base *base;	/* borrowed */
+	const struct cfg *cfg;		/* borrowed */
+	struct queue *queue;		/* borrowed */
+	struct evdns_base *dns;		/* owned */
+	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
+	struct token *token;		/* owned: OAuth access tokens */
+	char *ca_file;			/* owned: what ssl_ctx trusts (NULL:
+					 * the system store) */
+	bool tls_broken;		/* ca_file did not load: nothing
+					 * expires until it does */
+	struct relay_ops ops;
+	struct relay_env env;
+	TAILQ_HEAD(, sched_msg) due;	/* owned entries */
+	size_t ndue;
+	struct sched_msg **heap;	/* owned array of owned entries */
+	size_t nheap, heapcap;
+	size_t ninflight;
+	TAILQ_HEAD(, sched_conn) conns;	/* owned */
+	unsigned nconns;
+	uint64_t next_id;
+	struct event *timer;		/* owned: the heap's top is due */
+	struct event *kick;		/* owned: run sched_run() soon */
+	struct event *loader;		/* owned: reads recovered records */
+	struct sched_msg **lazy;	/* owned array of borrowed entries
+					   whose record is not read yet (NULL
+					   slots: read or forgotten since) */
+	size_t nlazy, lazy_next, lazycap;
+	size_t nread, ncorrupt;		/* recovered records read, moved */
+	enum sched_upstream state;
+	unsigned failures;		/* upstream failures in a row */
+	unsigned gen;			/* bumped at each upstream failure */
+	uint64_t retry_ms;		/* next probe when not ok */
+	char reply[RELAY_REPLY_MAX];	/* last upstream problem */
+	/* What to do about it (static table), NULL: no advice. */
+	const struct smtpproto_advice *advice;
+	time_t last_delivery;
+	uint64_t full_ms;		/* spool full: nothing goes upstream
+					 * before this time */
+	bool stopping;
+	void (*stopped)(void *);		/* after sched_stop(): none left */
+	void *stopped_arg;
+};
+
+/*
+ * sched_heap.c: the messages waiting for their next attempt, a binary
+ * min-heap on due_ms in s->heap.  Push sets e->heap_idx; remove takes e
+ * out from wherever it is.
+ */
+int sched_heap_push(struct sched *s, struct sched_msg *e);
+void sched_heap_remove(struct sched *s, struct sched_msg *e);
+
+#endif

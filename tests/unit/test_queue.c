@@ -31,6 +31,8 @@
 
 #include <cmocka.h>
 
+#include "test_env.h"
+
 #include "queue.h"
 #include "queue_format.h"
 
@@ -38,19 +40,6 @@ struct fixture {
 	char dir[256];
 	struct queue *q;
 };
-
-static long
-env_num(const char *name, long def)
-{
-	const char *v = getenv(name);
-	char *end;
-	long n;
-
-	if (v == NULL || *v == '\0')
-		return def;
-	n = strtol(v, &end, 10);
-	return *end == '\0' && n >= 0 ? n : def;
-}
 
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

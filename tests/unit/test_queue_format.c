@@ -16,21 +16,10 @@
 
 #include <cmocka.h>
 
+#include "test_env.h"
+
 #include "queue.h"
 #include "queue_format.h"
-
-static long
-env_num(const char *name, long def)
-{
-	const char *v = getenv(name);
-	char *end;
-	long n;
-
-	if (v == NULL || *v == '\0')
-		return def;
-	n = strtol(v, &end, 10);
-	return *end == '\0' && n >= 0 ? n : def;
-}
 
 /* Hostile input to the parsers: random mutations of a valid record. */
 static void

@@ -453,9 +453,8 @@ doc_password_help(const struct doc *d, int r)
 		break;
 	case EACCES:
 		doc_explain("You may not read %s as the user running this "
-		    "test. That is expected when the file belongs to the "
-		    "daemon's user with mode 0600: run the test as root or as "
-		    "that user (sudo -u smartrelay smartrelay test).", p);
+		    "test. That is expected for a private file (mode 0600): "
+		    "run the test as root, or as the file's owner.", p);
 		break;
 	case EPERM:
 		doc_explain("Other users of this machine can read %s and so "

@@ -44,6 +44,7 @@
 #define SCHED_LOAD_BATCH	64	/* records read per loader event */
 #define SCHED_LOAD_BUDGET_US	2000	/* ... or this long, at most */
 #define SCHED_FULL_RETRY_MS	5000	/* no room to record an outcome */
+#define SCHED_FIX_MAX		2100	/* " fix=\"...\"" quoted for a log line */
 
 static void sched_kick(struct sched *);
 static void sched_finish(struct sched *, struct sched_msg *);
@@ -271,8 +272,6 @@ sched_rcpt_reply(const struct relay_result *res, size_t i)
  * failure (common/smtpproto_advice.c), with this configuration's names, to
  * end a log line; "" when the table has none.
  */
-#define SCHED_FIX_MAX	2100
-
 static const char *
 sched_fix(const struct sched *s, const struct smtpproto_advice *a,
     char *buf, size_t sz)

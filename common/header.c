@@ -459,6 +459,18 @@ hdr_address_field(struct hdr *h, enum hdr_kind kind, const char *f,
 		hdr_emit_renamed(h, "X-Original-From", f, len, namelen);
 		return;
 	}
+	/*
+	 * A NUL byte cannot be read as an address (and the message is refused
+	 * for it anyway, docs/smtp.md): the field stays as it is, a From:
+	 * under another name, so that ours is added.
+	 */
+	if (memchr(f, '\0', len) != NULL) {
+		if (kind == HDR_K_FROM)
+			hdr_emit_renamed(h, "X-Original-From", f, len, namelen);
+		else
+			hdr_emit_folded(h, f, len, true);
+		return;
+	}
 	hdr_str_add(&s, f, namelen + 1);
 	nmbox = hdr_rewrite_list(h, f + namelen + 1, len - namelen - 1,
 	    kind == HDR_K_FROM, &s);

@@ -1045,6 +1045,17 @@ doc_auth_help(const struct doc *d)
 		    "really contains spaces, that is the problem.", pw);
 }
 
+/* The AUTH step fails: no mechanism we can use; why, in words. */
+static bool
+doc_no_mech(const struct doc *d, const char *why)
+{
+	doc_step("auth", false, "the server offers %s%s",
+	    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " : "no AUTH",
+	    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? d->ehlo.auth : "");
+	doc_explain("%s", why);
+	return false;
+}
+
 /* Step 6 with auth = "xoauth2": OAUTHBEARER when offered, else XOAUTH2. */
 static bool
 doc_auth_oauth(struct doc *d)
@@ -1055,16 +1066,10 @@ doc_auth_oauth(struct doc *d)
 	size_t len;
 	int r;
 
-	if (mech == SMTPPROTO_MECH_NONE) {
-		doc_step("auth", false, "the server offers %s%s",
-		    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " :
-		    "no AUTH", d->ehlo.ext & SMTPPROTO_EXT_AUTH ?
-		    d->ehlo.auth : "");
-		doc_explain("auth = \"xoauth2\" needs AUTH XOAUTH2 or "
-		    "OAUTHBEARER, which this server does not offer here. "
+	if (mech == SMTPPROTO_MECH_NONE)
+		return doc_no_mech(d, "auth = \"xoauth2\" needs AUTH XOAUTH2 "
+		    "or OAUTHBEARER, which this server does not offer here. "
 		    "Check upstream.host and upstream.port.");
-		return false;
-	}
 	r = mech == SMTPPROTO_MECH_OAUTHBEARER ?
 	    smtpproto_auth_oauthbearer(user, d->cfg->upstream.host,
 	    d->cfg->upstream.port, d->token.buf, d->token.len, &line, &len) :
@@ -1105,16 +1110,10 @@ doc_auth(struct doc *d)
 	}
 	if (d->cfg->upstream.auth == CFG_AUTH_XOAUTH2)
 		return doc_auth_oauth(d);
-	if (mech == SMTPPROTO_MECH_NONE) {
-		doc_step("auth", false, "the server offers %s%s",
-		    d->ehlo.ext & SMTPPROTO_EXT_AUTH ? "only AUTH " :
-		    "no AUTH", d->ehlo.ext & SMTPPROTO_EXT_AUTH ?
-		    d->ehlo.auth : "");
-		doc_explain("smartrelay logs in with AUTH PLAIN or LOGIN, "
-		    "which this server does not offer on this connection. "
-		    "Check upstream.host and upstream.port.");
-		return false;
-	}
+	if (mech == SMTPPROTO_MECH_NONE)
+		return doc_no_mech(d, "smartrelay logs in with AUTH PLAIN or "
+		    "LOGIN, which this server does not offer on this "
+		    "connection. Check upstream.host and upstream.port.");
 	if ((r = cfg_read_password(d->cfg, &s, &err)) < 0) {
 		doc_step("auth", false, "%s", err != NULL ? err : strerror(-r));
 		free(err);

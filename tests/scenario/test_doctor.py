@@ -512,3 +512,22 @@ def test_explain_reply_and_key(tmp_path):
     assert rc == 1 and 'no advice for "250 2.0.0 OK"' in out, out
     rc, out, _ = doctor(conf, "--explain", "hello")
     assert rc == 1 and "(not an SMTP reply)" in out, out
+
+
+def test_no_auth_offered_is_explained(tmp_path, fake):
+    # tls = "none" to the fake's port before STARTTLS: Gmail offers no AUTH
+    # there, so the AUTH step fails and says which mechanisms we need.
+    fg = fake()
+    conf = config(tmp_path, fg, host="127.0.0.1", port=fg.port_starttls,
+                  tls="none")
+    with open(conf) as f:
+        text = f.read().replace('tls = "none";',
+                                'tls = "none"; insecure_plaintext = true;')
+    with open(conf, "w") as f:
+        f.write(text)
+    rc, out, flat = doctor(conf)
+    assert rc == 1, out
+    assert step(out, "auth") == "FAILED", out
+    assert "the server offers no AUTH" in flat, out
+    assert "smartrelay logs in with AUTH PLAIN or LOGIN" in flat, out
+    assert fg.sessions[-1].auth == [], "no credentials may be sent"

@@ -26,7 +26,7 @@ SENDER = "alice@example.net"     # the envelope sender relay tests use
 
 def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
                   initial=1, rmax=4, give_up="1h", conns=2, mpc=100,
-                  timeout=10, ca=None, extra=""):
+                  timeout=10, ca=None, extra="", host="localhost"):
     """The upstream/retry part of a config pointing at fake Gmail fg."""
     pw = os.path.join(str(tmp), "app-password")
     with open(pw, "w") as f:
@@ -37,13 +37,13 @@ def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,
     os.chmod(pw, 0o600)
     if port is None:
         port = fg.port_implicit if tls == "implicit" else fg.port_starttls
-    return ('upstream = { host = "localhost"; port = %d; tls = "%s"; '
+    return ('upstream = { host = "%s"; port = %d; tls = "%s"; '
             'ca_file = "%s"; username = "%s"; password_file = "%s"; '
             'connections = %d; messages_per_connection = %d; '
             'timeout = %d; };\n'
             'retry = { initial = %d; max = %d; give_up_after = "%s"; };\n%s'
-            % (port, tls, ca or fg.ca_file, fg.user, pw, conns, mpc, timeout,
-               initial, rmax, give_up, extra))
+            % (host, port, tls, ca or fg.ca_file, fg.user, pw, conns, mpc,
+               timeout, initial, rmax, give_up, extra))
 
 
 def dsn_of(fg, n):

@@ -19,7 +19,8 @@ import subprocess
 
 import pytest
 
-from harness import SMARTRELAY, SRCDIR, Daemon, free_port, wait_until
+from harness import (SMARTRELAY, SRCDIR, Daemon, free_port, upstream_conf,
+                     wait_until)
 
 GUIDE = os.path.join(SRCDIR, "docs", "gmail.md")
 MARKER = "<!-- advice-table:"
@@ -154,18 +155,6 @@ def blackhole():
     return ls, fillers
 
 
-def upstream(tmp, fg, port=None, host="localhost"):
-    pw = os.path.join(str(tmp), "app-password")
-    with open(pw, "w") as f:
-        f.write("abcd efgh ijkl mnop\n")
-    os.chmod(pw, 0o600)
-    return ('upstream = { host = "%s"; port = %d; tls = "starttls"; '
-            'ca_file = "%s"; username = "%s"; password_file = "%s"; '
-            'timeout = 3; };\n'
-            'retry = { initial = 1; max = 2; give_up_after = "1h"; };\n'
-            % (host, port or fg.port_starttls, fg.ca_file, fg.user, pw))
-
-
 def fake_for(scenario, factory):
     how = scenario[0]
     fg = factory(cert=how.get("cert", "good"),
@@ -194,7 +183,8 @@ def test_row_against_fake_gmail(key, tmp_path, fakegmail_factory):
         keep = blackhole()
         port = keep[0].getsockname()[1]
     host = "127.0.0.1" if net else "localhost"
-    d = Daemon(tmp_path, upstream=upstream(tmp_path, fg, port, host))
+    d = Daemon(tmp_path, upstream=upstream_conf(
+        tmp_path, fg, port=port, host=host, timeout=3, rmax=2))
     fix = explain(d.conf, key)["fix"]
 
     # The doctor, with a test message so that MAIL/RCPT/dot rows are met.

@@ -64,6 +64,10 @@
 #define RELAY_QUIT_TIMEOUT	10	/* seconds to wait for 221 */
 #define RELAY_BODY_HIGH		(256 * 1024)	/* output queued at most */
 #define RELAY_BODY_LOW		(64 * 1024)	/* refill below this */
+/* Pipelined transactions (relay_can_send): at most this many in flight
+ * per session, each with a body of at most RELAY_PIPE_BODY octets. */
+#define RELAY_PIPE_DEPTH	8
+#define RELAY_PIPE_BODY		(64 * 1024)
 
 
 /* A deferred free finds its session again by id (STYLE: async results). */
@@ -277,11 +281,10 @@ relay_rcpt_line(struct relay_session *s, const struct queue_rcpt *rc,
 		snprintf(buf + n, sz - (size_t)n, " ORCPT=%s", rc->orcpt);
 }
 
-/* Sends envelope command k: 0 MAIL, 1..nrcpt RCPT, nrcpt+1 DATA. */
+/* Sends envelope command k of t: 0 MAIL, 1..nrcpt RCPT, nrcpt+1 DATA. */
 static void
-relay_envelope_cmd(struct relay_session *s, size_t k)
+relay_envelope_cmd(struct relay_session *s, struct relay_txn *t, size_t k)
 {
-	struct relay_txn *t = s->txn;
 	char line[QUEUE_MAX_ADDR + DSNPARAM_ORCPT_MAX + 128];
 
 	if (k == 0) {
@@ -313,7 +316,7 @@ relay_envelope_push(struct relay_session *s)
 		/* One write for the group (RFC 2920 §3.1). */
 		s->batch = evbuffer_new();
 		while (t->nsent < total)
-			relay_envelope_cmd(s, t->nsent);
+			relay_envelope_cmd(s, t, t->nsent);
 		if (s->batch != NULL) {
 			evbuffer_add_buffer(bufferevent_get_output(s->bev),
 			    s->batch);
@@ -323,7 +326,7 @@ relay_envelope_push(struct relay_session *s)
 		if (t->bdat)
 			relay_body_pump(s);	/* the chunk follows at once */
 	} else if (t->nsent == t->nreplied && t->nsent < total)
-		relay_envelope_cmd(s, t->nsent);
+		relay_envelope_cmd(s, t, t->nsent);
 }
 
 /*
@@ -332,12 +335,11 @@ relay_envelope_push(struct relay_session *s)
  * one round trip, against two with DATA (the 354 is awaited).  The body
  * is sent as stored, without dot-stuffing (BDAT has no terminator), plus
  * a CRLF when it lacks one, as the DATA path adds; n counts it.  Decides
- * and prepares that for s->txn; 0 or a negative errno (reading the body).
+ * and prepares that for t; 0 or a negative errno (reading the body).
  */
 static int
-relay_bdat_prepare(struct relay_session *s)
+relay_bdat_prepare(struct relay_session *s, struct relay_txn *t)
 {
-	struct relay_txn *t = s->txn;
 	char tail[2];
 	ssize_t n;
 
@@ -357,13 +359,108 @@ relay_bdat_prepare(struct relay_session *s)
 	return 0;
 }
 
+/* Recipients of m still to be sent. */
+static size_t
+relay_npending(const struct queue_msg *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nrcpt; i++)
+		if (m->rcpt[i].state == QUEUE_RCPT_PENDING)
+			n++;
+	return n;
+}
+
+/*
+ * Reads t's whole body into out, as "BDAT n LAST" sends it (the CRLF it
+ * may lack included), and closes the file; 0 or a negative errno.
+ */
+static int
+relay_bdat_read(struct relay_txn *t, struct evbuffer *out)
+{
+	char in[BODY_CHUNK];
+	uint64_t left = t->msg->size;
+	ssize_t got;
+
+	while (left > 0) {
+		got = read(t->fd, in, left < sizeof(in) ? (size_t)left :
+		    sizeof(in));
+		if (got <= 0)
+			return got < 0 ? -errno : -EIO;
+		if (evbuffer_add(out, in, (size_t)got) < 0)
+			return -ENOMEM;
+		left -= (uint64_t)got;
+	}
+	if (t->bdat_crlf && evbuffer_add(out, "\r\n", 2) < 0)
+		return -ENOMEM;
+	close(t->fd);
+	t->fd = -1;
+	return 0;
+}
+
+/*
+ * Sends t behind the transactions in flight, whole and in one write:
+ * RSET, so that the server starts afresh whatever became of the one
+ * before (a refused chunk may leave its transaction open), then MAIL, the
+ * RCPTs, "BDAT n LAST" and the body.  Its replies are read once it is at
+ * the head (relay_txn_end()).  0 or a negative errno; nothing is sent
+ * then.
+ */
+static int
+relay_pipe_send(struct relay_session *s, struct relay_txn *t)
+{
+	struct evbuffer *body;
+	int r;
+
+	if ((r = relay_bdat_prepare(s, t)) < 0)
+		return r;
+	if ((body = evbuffer_new()) == NULL)
+		return -ENOMEM;
+	if ((r = relay_bdat_read(t, body)) < 0 ||
+	    (s->batch = evbuffer_new()) == NULL) {
+		evbuffer_free(body);
+		return r < 0 ? r : -ENOMEM;
+	}
+	relay_send_line(s, "RSET");
+	t->rset = true;
+	while (t->nsent < t->nrcpt + 2)
+		relay_envelope_cmd(s, t, t->nsent);
+	evbuffer_add_buffer(s->batch, body);
+	evbuffer_free(body);
+	evbuffer_add_buffer(bufferevent_get_output(s->bev), s->batch);
+	evbuffer_free(s->batch);
+	s->batch = NULL;
+	TAILQ_INSERT_TAIL(&s->behind, t, entry);
+	s->nbehind++;
+	return 0;
+}
+
+bool
+relay_can_send(const struct relay_session *s, const struct queue_msg *m)
+{
+	const struct relay_txn *t = s->txn;
+
+	if (s->state == RELAY_READY && t == NULL)
+		return true;
+	/* Behind a transaction whose chunk is out (RELAY_DOT with BDAT):
+	 * a small message with something to send, and room in the window
+	 * and in the output. */
+	return s->state == RELAY_DOT && t != NULL && t->bdat &&
+	    s->nbehind + 1 < RELAY_PIPE_DEPTH &&
+	    m->size <= RELAY_PIPE_BODY && relay_npending(m) > 0 &&
+	    (!(m->flags & QUEUE_F_SMTPUTF8) ||
+	    (s->ext & SMTPPROTO_EXT_SMTPUTF8)) &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) + m->size <
+	    RELAY_BODY_HIGH;
+}
+
 int
 relay_send(struct relay_session *s, struct queue_msg *m)
 {
 	struct relay_txn *t;
 	int r;
 
-	if (s->state != RELAY_READY || s->txn != NULL)
+	if (!relay_can_send(s, m))
 		return -EBUSY;
 	if (!(s->flags & RF_TLS) && s->tls != CFG_TLS_NONE)
 		return -EPERM;	/* unreachable by construction: a last guard */
@@ -374,10 +471,18 @@ relay_send(struct relay_session *s, struct queue_msg *m)
 		relay_txn_free(t);
 		return r;
 	}
+	log_msg(LOG_DEBUG, m->id, "relay session=%" PRIu64 " nrcpt=%zu%s",
+	    s->id, t->nrcpt, s->txn != NULL ? " pipelined" : "");
+	if (s->txn != NULL) {
+		if ((r = relay_pipe_send(s, t)) < 0) {
+			relay_txn_free(t);
+			return r;
+		}
+		s->nmsgs++;
+		return 0;
+	}
 	s->txn = t;
 	s->nmsgs++;
-	log_msg(LOG_DEBUG, m->id, "relay session=%" PRIu64 " nrcpt=%zu",
-	    s->id, t->nrcpt);
 	if ((m->flags & QUEUE_F_SMTPUTF8) && !(s->ext & SMTPPROTO_EXT_SMTPUTF8))
 		/* RFC 6531 §3.4: no downgrade; the message cannot go. */
 		relay_txn_fail(t, RELAY_PERMFAIL, RELAY_PAUSE_NONE,
@@ -393,7 +498,7 @@ relay_send(struct relay_session *s, struct queue_msg *m)
 		return 0;
 	}
 	relay_expect(s, RELAY_ENVELOPE);
-	if ((r = relay_bdat_prepare(s)) < 0) {
+	if ((r = relay_bdat_prepare(s, t)) < 0) {
 		s->txn = NULL;
 		s->nmsgs--;
 		relay_txn_free(t);
@@ -440,13 +545,26 @@ relay_ready(struct relay_session *s)
 	env->ops->ready(env->arg, s->id);
 }
 
-/* Ends the transaction and goes on: RSET after a failure, else ready. */
+/*
+ * Ends the transaction and goes on: with the next one, already sent
+ * behind it (its own RSET comes first); else RSET after a failure, or
+ * ready.
+ */
 static void
 relay_txn_end(struct relay_session *s, bool rset)
 {
+	struct relay_env *env = s->env;
+
 	relay_txn_finish(s);
 	if (s->state == RELAY_DEAD)
 		return;
+	if ((s->txn = TAILQ_FIRST(&s->behind)) != NULL) {
+		TAILQ_REMOVE(&s->behind, s->txn, entry);
+		s->nbehind--;
+		relay_expect(s, RELAY_DOT);
+		env->ops->ready(env->arg, s->id);	/* room for one more */
+		return;
+	}
 	if (rset) {
 		relay_send_line(s, "RSET");
 		relay_expect(s, RELAY_RSET);
@@ -558,11 +676,22 @@ static void
 relay_on_envelope(struct relay_session *s)
 {
 	struct relay_txn *t = s->txn;
-	size_t k = t->nreplied++;
 	enum relay_pause pause;
 	enum relay_outcome o;
 	char rs[RELAY_REPLY_MAX];
+	size_t k;
 
+	if (t->rset) {
+		/* The RSET sent before a pipelined transaction. */
+		t->rset = false;
+		if (reply_class(&s->reply) != 2)
+			relay_close(s, RELAY_OK, RELAY_PAUSE_NONE,
+			    relay_reply_str(s, rs, sizeof(rs)));
+		else
+			relay_arm(s, s->env->cfg->upstream.timeout);
+		return;
+	}
+	k = t->nreplied++;
 	if (t->bdat && k == t->nrcpt + 1) {
 		relay_on_bdat(s);
 		return;
@@ -1127,9 +1256,15 @@ relay_timercb(evutil_socket_t fd, short what, void *arg)
 static void
 relay_free(struct relay_session *s)
 {
+	struct relay_txn *t;
+
 	TAILQ_REMOVE(s->env->sessions, s, entry);
 	upstream_cancel(s->conn);
 	relay_txn_free(s->txn);
+	while ((t = TAILQ_FIRST(&s->behind)) != NULL) {
+		TAILQ_REMOVE(&s->behind, t, entry);
+		relay_txn_free(t);
+	}
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
 	if (s->timer != NULL)
@@ -1198,6 +1333,14 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 		t->failed = true;
 		relay_txn_finish(s);
 	}
+	/* Sent behind it, not answered: deferred too. */
+	while ((t = TAILQ_FIRST(&s->behind)) != NULL) {
+		TAILQ_REMOVE(&s->behind, t, entry);
+		s->nbehind--;
+		relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+		s->txn = t;
+		relay_txn_finish(s);
+	}
 	log_msg(o == RELAY_OK ? LOG_INFO : LOG_NOTICE, NULL, "relay session=%"
 	    PRIu64 " closed relay=%s messages=%u outcome=%s reason=\"%s\"",
 	    s->id, s->peer[0] != '\0' ? s->peer : s->host,
@@ -1245,6 +1388,7 @@ relay_new(struct relay_env *env, uint64_t id)
 		free(s);
 		return NULL;
 	}
+	TAILQ_INIT(&s->behind);
 	TAILQ_INSERT_TAIL(env->sessions, s, entry);
 	/* Starts from a fresh event: no callback before we return. */
 	evtimer_add(s->timer, &now);

@@ -9,12 +9,15 @@
  * messages one after the other: MAIL/RCPT/DATA (pipelined when offered),
  * the body streamed from the spool with dot-stuffing, or, with CHUNKING and
  * PIPELINING, MAIL/RCPT/"BDAT n LAST" and the body unstuffed in one write;
- * RSET after a failed transaction, QUIT at the end.
+ * RSET after a failed transaction, QUIT at the end.  With CHUNKING and
+ * PIPELINING, small messages also go behind the one in flight without
+ * waiting for its replies ("RSET" first), several per round trip.
  *
  * The relay decides nothing about queues and records nothing: the
  * scheduler hands it a message with relay_send() when the session reports
- * that it is ready, and gets per-recipient outcomes back through
- * relay_ops.done.  A session that ends, for whatever reason, reports it
+ * that it is ready (and, while relay_can_send() says so, more behind it),
+ * and gets per-recipient outcomes back through relay_ops.done, in the
+ * order the messages were handed over.  A session that ends, for whatever reason, reports it
  * once through relay_ops.closed (after a done() for any message in flight)
  * and frees itself from a fresh event.  Callbacks carry the session's
  * 64-bit id, never a pointer the callee should keep.
@@ -104,7 +107,8 @@ struct relay_end {
 };
 
 struct relay_ops {
-	/* Authenticated and idle: relay_send() or relay_quit() it. */
+	/* Authenticated, and idle (relay_send() or relay_quit() it) or with
+	 * room behind the messages in flight (see relay_can_send()). */
 	void (*ready)(void *arg, uint64_t id);
 	/* The message's transaction is over; the session goes on. */
 	void (*done)(void *arg, uint64_t id, struct queue_msg *m,
@@ -150,18 +154,27 @@ struct relay_session *relay_new_fd(struct relay_env *env, uint64_t id,
 /* Finds a live session by id. */
 struct relay_session *relay_find(struct relay_env *env, uint64_t id);
 /*
- * Hands a ready session a message (borrowed until done(), which never
- * comes before this returns).  A negative errno when the session cannot
- * take it: -EBUSY (not ready), -ENOMEM, or the error opening the body
- * (-ENOENT: the record is gone); the caller keeps the message.
+ * Whether relay_send() takes m now: the session is idle and ready, or m
+ * can go behind the transactions in flight (CHUNKING and PIPELINING, the
+ * one in flight has its chunk out, m is at most 64 KiB, fewer than 8 in
+ * flight).  A session that is not idle says ready() again when the one
+ * in flight is answered.
+ */
+bool relay_can_send(const struct relay_session *s, const struct queue_msg *m);
+/*
+ * Hands the session a message (borrowed until done(), which never comes
+ * before this returns).  A negative errno when the session cannot take
+ * it: -EBUSY (see relay_can_send()), -ENOMEM, or the error opening or
+ * reading the body (-ENOENT: the record is gone); the caller keeps the
+ * message.
  */
 int relay_send(struct relay_session *s, struct queue_msg *m);
 /* Ends the session politely: QUIT when idle, else right away. */
 void relay_quit(struct relay_session *s, const char *reason);
 /*
- * Shutdown: QUIT when idle; a transaction whose final dot is out waits for
- * its reply (ending it then could duplicate the message); anything else
- * ends now, the message in flight being deferred.
+ * Shutdown: QUIT when idle; transactions whose final dot (or chunk) is out
+ * wait for their replies (ending them then could duplicate the messages);
+ * anything else ends now, the message in flight being deferred.
  */
 void relay_stop(struct relay_session *s);
 

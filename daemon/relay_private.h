@@ -70,8 +70,13 @@ struct relay_txn {
 	char last[2];		/* last two body bytes sent */
 	bool bdat;		/* CHUNKING: one "BDAT n LAST" (relay_bdat_*) */
 	bool bdat_crlf;		/* BDAT: the stored body lacks its final CRLF */
+	bool rset;		/* sent behind another: its RSET's reply is
+				   the next one due (relay_pipe_send) */
 	struct relay_result res;
+	TAILQ_ENTRY(relay_txn) entry;	/* in relay_session.behind */
 };
+
+TAILQ_HEAD(relay_txn_list, relay_txn);
 
 struct relay_session {
 	uint64_t id;
@@ -100,7 +105,12 @@ struct relay_session {
 	struct oauth_secret token;	/* the access token while AUTH needs it */
 	bool token_cached;		/* it came from the cache, not fresh */
 	bool token_retried;		/* a refused token was renewed once */
-	struct relay_txn *txn;		/* owned, NULL outside transactions */
+	struct relay_txn *txn;		/* owned, NULL outside transactions:
+					   the one whose replies come next */
+	/* Owned: transactions sent whole behind txn, without waiting for
+	 * its replies (RFC 2920, RFC 3030), oldest first. */
+	struct relay_txn_list behind;
+	unsigned nbehind;
 	struct evbuffer *batch;		/* owned: pipelined commands being
 					   gathered, else NULL */
 	unsigned nmsgs;			/* transactions carried */

@@ -3,7 +3,8 @@
  *
  * Where a message is: SM_DUE (in s->due, FIFO, waiting for a session),
  * SM_WAITING (in the heap, until due_ms), SM_INFLIGHT (handed to the
- * session conn->id).  Every change of the spool state happens here, right
+ * session conn->id, in its conn's inflight list: several when the session
+ * pipelines them, docs/relay.md).  Every change of the spool state happens here, right
  * after the relay reported the reply that caused it, so a crash re-sends at
  * most what was in flight (docs/spool.md).
  *
@@ -176,6 +177,15 @@ sched_make_due(struct sched *s, struct sched_msg *e)
 {
 	e->where = SM_DUE;
 	TAILQ_INSERT_TAIL(&s->due, e, entry);
+	s->ndue++;
+}
+
+/* Puts e back at the head of the due list (a session did not take it). */
+static void
+sched_make_due_first(struct sched *s, struct sched_msg *e)
+{
+	e->where = SM_DUE;
+	TAILQ_INSERT_HEAD(&s->due, e, entry);
 	s->ndue++;
 }
 
@@ -718,7 +728,7 @@ sched_upstream_fail(struct sched *s, enum sched_upstream st,
 	/* Idle sessions quit now; the others when they are next ready. */
 	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		if (!c->ready || c->cur != NULL || c->quitting ||
+		if (!c->ready || c->ninflight > 0 || c->quitting ||
 		    (rs = relay_find(&s->env, c->id)) == NULL)
 			continue;
 		c->quitting = true;
@@ -761,7 +771,7 @@ sched_idle_cb(evutil_socket_t fd, short what, void *arg)
 	struct sched_conn *c = arg;
 	struct relay_session *rs = relay_find(&c->s->env, c->id);
 
-	if (rs != NULL && c->cur == NULL) {
+	if (rs != NULL && c->ninflight == 0) {
 		c->quitting = true;
 		relay_quit(rs, "idle");
 	}
@@ -776,6 +786,7 @@ sched_open(struct sched *s)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return;
 	c->s = s;
+	TAILQ_INIT(&c->inflight);
 	c->id = s->next_id++;
 	c->gen = s->gen;
 	if ((c->idle = evtimer_new(s->base, sched_idle_cb, c)) == NULL ||
@@ -812,26 +823,19 @@ sched_room(struct sched *s, struct sched_msg *e)
 	return false;
 }
 
-/* Gives a ready session its next message, or lets it go. */
-static void
-sched_feed(struct sched *s, struct sched_conn *c)
+/*
+ * Hands the session the next due message; false when there is none it
+ * takes now (c->ready is false then if the session itself cannot).
+ */
+static bool
+sched_feed_one(struct sched *s, struct sched_conn *c,
+    struct relay_session *rs)
 {
-	struct relay_session *rs = relay_find(&s->env, c->id);
 	struct timeval hold = { SCHED_IDLE_HOLD_MS / 1000,
 	    (SCHED_IDLE_HOLD_MS % 1000) * 1000 };
 	struct sched_msg *e;
 	int r;
 
-	if (rs == NULL || !c->ready || c->cur != NULL || c->quitting)
-		return;
-	if (s->stopping || s->state != SCHED_UP_OK ||
-	    c->sent >= s->cfg->upstream.messages_per_connection) {
-		c->quitting = true;
-		relay_quit(rs, s->stopping ? "stopping" : s->state !=
-		    SCHED_UP_OK ? "upstream not usable" :
-		    "messages_per_connection reached");
-		return;
-	}
 	/* Recovered messages are read first; some move or go then. */
 	while ((e = TAILQ_FIRST(&s->due)) != NULL &&
 	    (e->m == NULL || queue_msg_done(e->m))) {
@@ -843,36 +847,66 @@ sched_feed(struct sched *s, struct sched_conn *c)
 		sched_detach(s, e);
 		sched_finish(s, e);
 	}
+	if (e != NULL && !relay_can_send(rs, e->m)) {
+		c->ready = false;	/* until it says ready again */
+		return false;
+	}
 	if (e == NULL || !sched_room(s, e)) {
 		evtimer_add(c->idle, &hold);
-		return;
+		return false;
 	}
 	evtimer_del(c->idle);
 	sched_detach(s, e);
 	e->where = SM_INFLIGHT;
 	s->ninflight++;
-	c->cur = e;
+	TAILQ_INSERT_TAIL(&c->inflight, e, entry);
+	c->ninflight++;
 	c->sent++;
-	c->ready = false;
-	if ((r = relay_send(rs, e->m)) == -ENOENT) {
+	if ((r = relay_send(rs, e->m)) == 0)
+		return true;
+	TAILQ_REMOVE(&c->inflight, e, entry);
+	c->ninflight--;
+	s->ninflight--;
+	c->sent--;
+	if (r == -ENOENT) {
 		/* Removed from the spool behind our back: forget it. */
 		log_msg(LOG_WARNING, e->m->id, "record gone from the spool, "
 		    "forgotten");
-		c->cur = NULL;
-		c->sent--;
-		c->ready = true;
-		s->ninflight--;
 		sched_msg_free(s, e);
-		sched_kick(s);
-	} else if (r < 0) {
-		c->cur = NULL;
-		s->ninflight--;
-		e->where = SM_DUE;
-		TAILQ_INSERT_HEAD(&s->due, e, entry);
-		s->ndue++;
+		return true;
+	}
+	sched_make_due_first(s, e);
+	c->ready = false;
+	if (c->ninflight == 0) {
 		c->quitting = true;
 		relay_quit(rs, "cannot take a message");
 	}
+	return false;
+}
+
+/*
+ * Gives a session that takes messages its next ones (several when it
+ * pipelines them), or lets it go once nothing is in flight.
+ */
+static void
+sched_feed(struct sched *s, struct sched_conn *c)
+{
+	struct relay_session *rs = relay_find(&s->env, c->id);
+	unsigned max = s->cfg->upstream.messages_per_connection;
+
+	if (rs == NULL || !c->ready || c->quitting)
+		return;
+	if (s->stopping || s->state != SCHED_UP_OK || c->sent >= max) {
+		if (c->ninflight > 0)
+			return;		/* their replies first */
+		c->quitting = true;
+		relay_quit(rs, s->stopping ? "stopping" : s->state !=
+		    SCHED_UP_OK ? "upstream not usable" :
+		    "messages_per_connection reached");
+		return;
+	}
+	while (c->ready && c->sent < max && sched_feed_one(s, c, rs))
+		;
 }
 
 /* Opens sessions for the due messages the open ones cannot take. */
@@ -979,10 +1013,15 @@ sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
 	struct sched_msg *e;
 	size_t i;
 
-	if (c == NULL || c->cur == NULL || c->cur->m != m)
+	if (c == NULL)
 		return;
-	e = c->cur;
-	c->cur = NULL;
+	TAILQ_FOREACH(e, &c->inflight, entry)
+		if (e->m == m)
+			break;
+	if (e == NULL)
+		return;
+	TAILQ_REMOVE(&c->inflight, e, entry);
+	c->ninflight--;
 	sched_detach(s, e);
 	if (sched_done_fast(s, e, res))
 		return;
@@ -1122,7 +1161,10 @@ sched_free(struct sched *s)
 	relay_env_free(&s->env);
 	token_free(s->token);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
-		sched_msg_free(s, c->cur);
+		while ((e = TAILQ_FIRST(&c->inflight)) != NULL) {
+			TAILQ_REMOVE(&c->inflight, e, entry);
+			sched_msg_free(s, e);
+		}
 		sched_conn_free(s, c);
 	}
 	while ((e = TAILQ_FIRST(&s->due)) != NULL) {
@@ -1293,8 +1335,9 @@ sched_find(struct sched *s, const char *id)
 		if (strcmp(s->heap[i]->st.id, id) == 0)
 			return s->heap[i];
 	TAILQ_FOREACH(c, &s->conns, entry)
-		if (c->cur != NULL && strcmp(c->cur->st.id, id) == 0)
-			return c->cur;
+		TAILQ_FOREACH(e, &c->inflight, entry)
+			if (strcmp(e->st.id, id) == 0)
+				return e;
 	return NULL;
 }
 
@@ -1353,8 +1396,8 @@ sched_foreach(const struct sched *s, sched_visit_fn *fn, void *arg)
 	for (i = 0; i < s->nheap; i++)
 		fn(arg, s->heap[i]->m, &s->heap[i]->st, false);
 	TAILQ_FOREACH(c, &s->conns, entry)
-		if (c->cur != NULL)
-			fn(arg, c->cur->m, &c->cur->st, true);
+		TAILQ_FOREACH(e, &c->inflight, entry)
+			fn(arg, e->m, &e->st, true);
 }
 
 size_t

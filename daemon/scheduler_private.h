@@ -32,15 +32,22 @@ struct sched_msg {
 	enum sched_where where;
 	uint64_t due_ms;		/* SM_WAITING: when it is due */
 	size_t heap_idx;		/* SM_WAITING: index in s->heap */
-	TAILQ_ENTRY(sched_msg) entry;	/* SM_DUE: in s->due */
+	/* SM_DUE: in s->due; SM_INFLIGHT: in its conn's inflight */
+	TAILQ_ENTRY(sched_msg) entry;
 };
+
+TAILQ_HEAD(sched_msg_list, sched_msg);
 
 struct sched_conn {
 	uint64_t id;			/* the relay session's id */
 	unsigned sent;			/* messages handed to it */
 	unsigned gen;			/* s->gen when it was opened */
-	struct sched_msg *cur;		/* borrowed: in flight, or NULL */
-	bool ready;			/* authenticated and idle */
+	/* Borrowed: handed to the session, in that order (its done()s
+	 * come in the same order). */
+	struct sched_msg_list inflight;
+	unsigned ninflight;
+	bool ready;			/* it takes a message (relay_ops.ready
+					   came, no relay_send() refused since) */
 	bool quitting;
 	struct event *idle;		/* owned: QUIT after the idle hold */
 	struct sched *s;		/* borrowed */

@@ -61,7 +61,13 @@ struct fake {
 	char seen[16384];		/* every line received, CRLF each */
 	size_t seenlen;
 	char error[512];		/* the first script violation */
+	/* Bytes that must already be here behind step ahead_step's line,
+	 * sent without waiting for its reply (NULL: no such check). */
+	const char *ahead;
+	size_t ahead_step;
 };
+
+#define MAX_MSGS	4
 
 /* One session run: the relay's environment and what it reported. */
 struct run {
@@ -71,12 +77,17 @@ struct run {
 	struct relay_ops ops;
 	char dir[256];			/* temporary spool and password */
 	struct queue *q;		/* owned */
-	struct queue_msg *msg;		/* owned: sent at the first ready */
-	bool sent;
+	struct queue_msg *msg;		/* owned: msgs[0] */
+	/* Owned: sent in this order, as soon as the session takes them. */
+	struct queue_msg *msgs[MAX_MSGS];
+	size_t nmsgs, nsent;
 	int nready;
 	int ndone;
 	struct relay_result res;	/* of the last done(), rcpt copied */
 	struct relay_rcpt_result rcpt[4];
+	/* The done() of msgs[i], rcpt copied. */
+	struct relay_result each[MAX_MSGS];
+	struct relay_rcpt_result each_rcpt[MAX_MSGS][4];
 	int nclosed;
 	struct relay_end end;
 	struct fake fake;
@@ -130,6 +141,11 @@ fake_line(struct fake *f, struct evbuffer *in, const char *line)
 	f->next++;
 	if (st->batched)
 		fake_check_batch(f, in, line);
+	if (f->ahead != NULL && f->next - 1 == f->ahead_step &&
+	    evbuffer_search(in, f->ahead, strlen(f->ahead), NULL).pos < 0 &&
+	    f->error[0] == '\0')
+		snprintf(f->error, sizeof(f->error), "\"%s\" came without "
+		    "\"%s\" behind it", line, f->ahead);
 	if (st->reply == NULL) {
 		bufferevent_free(f->bev);
 		f->bev = NULL;
@@ -213,10 +229,10 @@ on_ready(void *arg, uint64_t id)
 
 	assert_non_null(s);
 	r->nready++;
-	if (r->msg != NULL && !r->sent) {
-		r->sent = true;
-		assert_int_equal(relay_send(s, r->msg), 0);
-	} else
+	/* As the scheduler does: as many as the session takes. */
+	while (r->nsent < r->nmsgs && relay_can_send(s, r->msgs[r->nsent]))
+		assert_int_equal(relay_send(s, r->msgs[r->nsent++]), 0);
+	if (r->nsent == r->nmsgs && r->ndone == (int)r->nsent)
 		relay_quit(s, "test done");
 }
 
@@ -225,13 +241,18 @@ on_done(void *arg, uint64_t id, struct queue_msg *m,
     const struct relay_result *res)
 {
 	struct run *r = arg;
+	int i = r->ndone++;
 
-	assert_ptr_equal(m, r->msg);
+	/* In the order they were handed over. */
+	assert_in_range(i, 0, (int)r->nsent - 1);
+	assert_ptr_equal(m, r->msgs[i]);
 	assert_in_range(res->nrcpt, 0, 4);
-	r->ndone++;
 	r->res = *res;
 	memcpy(r->rcpt, res->rcpt, res->nrcpt * sizeof(*res->rcpt));
 	r->res.rcpt = r->rcpt;
+	r->each[i] = r->res;
+	memcpy(r->each_rcpt[i], res->rcpt, res->nrcpt * sizeof(*res->rcpt));
+	r->each[i].rcpt = r->each_rcpt[i];
 }
 
 static void
@@ -315,7 +336,8 @@ teardown(void **state)
 	if (r->fake.bev != NULL)
 		bufferevent_free(r->fake.bev);
 	event_base_free(r->base);
-	queue_msg_free(r->msg);
+	while (r->nmsgs > 0)
+		queue_msg_free(r->msgs[--r->nmsgs]);
 	queue_close(r->q);
 	nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(r->cfg.hostname);
@@ -341,7 +363,10 @@ queue_message(struct run *r, const char *from, const char *const *rcpts,
 	assert_int_equal(queue_writer_commit(w), 0);
 	snprintf(id, sizeof(id), "%s", queue_writer_id(w));
 	queue_writer_free(w);
-	assert_int_equal(queue_load(r->q, id, &r->msg), 0);
+	assert_in_range(r->nmsgs, 0, MAX_MSGS - 1);
+	assert_int_equal(queue_load(r->q, id, &r->msgs[r->nmsgs]), 0);
+	r->msg = r->msgs[0];
+	r->nmsgs++;
 }
 
 /* Runs one session against the script until no event is left. */
@@ -549,6 +574,147 @@ test_bdat_refused_chunk(void **state)
 	assert_int_equal(r->rcpt[0].outcome, RELAY_TEMPFAIL);
 	assert_int_equal(r->rcpt[1].outcome, RELAY_TEMPFAIL);
 	assert_string_equal(r->rcpt[1].reply, "451 4.3.0 Try again later");
+}
+
+/*
+ * Three small messages with CHUNKING and PIPELINING: the second and third
+ * go behind the first without waiting for any reply, each after an RSET,
+ * all in one write; the replies come in order and each decides only its
+ * own message (a refused RCPT its recipient, a refused chunk its message).
+ */
+static void
+test_pipelined_transactions(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL FROM:<a1@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT TO:<carol@example.net>", "250 2.1.5 OK\r\n", false },
+		{ "BDAT 5 LAST", "250 2.0.0 OK one\r\n", false },
+		{ "RSET", "250 2.0.0 Flushed\r\n", false },
+		{ "MAIL FROM:<a2@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT TO:<carol@example.net>", "550 5.1.1 no such user\r\n",
+		    false },
+		{ "RCPT TO:<dave@example.net>", "250 2.1.5 OK\r\n", false },
+		{ "BDAT 5 LAST", "250 2.0.0 OK two\r\n", false },
+		{ "RSET", "250 2.0.0 Flushed\r\n", false },
+		{ "MAIL FROM:<a3@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT TO:<carol@example.net>", "250 2.1.5 OK\r\n", false },
+		{ "BDAT 7 LAST", "451 4.3.0 Try again later\r\n", false },
+		{ "RSET", "250 2.0.0 Flushed\r\n", false },
+		{ "QUIT", "221 2.0.0 bye\r\n", false },
+		{ NULL, NULL, false },
+	};
+	struct run *r = *state;
+
+	queue_message(r, "a1@example.org", two_rcpts, 1, "one\r\n");
+	queue_message(r, "a2@example.org", two_rcpts, 2, "two\r\n");
+	queue_message(r, "a3@example.org", two_rcpts, 1, "three\r\n");
+	/* All three in one write, before any reply. */
+	r->fake.ahead = "BDAT 7 LAST\r\nthree\r\n";
+	r->fake.ahead_step = 2;
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_script_done(r);
+	assert_string_equal(r->fake.seen,
+	    "EHLO relay.test\r\n"
+	    "AUTH PLAIN " PLAIN_TOKEN "\r\n"
+	    "MAIL FROM:<a1@example.org>\r\n"
+	    "RCPT TO:<carol@example.net>\r\n"
+	    "BDAT 5 LAST\r\none\r\n"
+	    "RSET\r\n"
+	    "MAIL FROM:<a2@example.org>\r\n"
+	    "RCPT TO:<carol@example.net>\r\n"
+	    "RCPT TO:<dave@example.net>\r\n"
+	    "BDAT 5 LAST\r\ntwo\r\n"
+	    "RSET\r\n"
+	    "MAIL FROM:<a3@example.org>\r\n"
+	    "RCPT TO:<carol@example.net>\r\n"
+	    "BDAT 7 LAST\r\nthree\r\n"
+	    "RSET\r\n"
+	    "QUIT\r\n");
+	assert_int_equal(r->ndone, 3);
+	assert_int_equal(r->each[0].outcome, RELAY_OK);
+	assert_int_equal(r->each[0].nrcpt, 1);
+	assert_string_equal(r->each_rcpt[0][0].reply, "250 2.0.0 OK one");
+	assert_int_equal(r->each[1].nrcpt, 2);
+	assert_int_equal(r->each_rcpt[1][0].outcome, RELAY_PERMFAIL);
+	assert_non_null(strstr(r->each_rcpt[1][0].reply, "550 5.1.1"));
+	assert_int_equal(r->each_rcpt[1][1].outcome, RELAY_OK);
+	assert_string_equal(r->each_rcpt[1][1].reply, "250 2.0.0 OK two");
+	assert_int_equal(r->each[2].outcome, RELAY_TEMPFAIL);
+	assert_int_equal(r->each_rcpt[2][0].outcome, RELAY_TEMPFAIL);
+	assert_string_equal(r->each_rcpt[2][0].reply,
+	    "451 4.3.0 Try again later");
+	assert_int_equal(r->end.outcome, RELAY_OK);
+}
+
+/*
+ * The connection drops before any reply with three messages in flight:
+ * all three are deferred, and the session ends as an upstream failure.
+ */
+static void
+test_pipelined_lost(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL ", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT ", NULL, false },
+		{ NULL, NULL, false },
+	};
+	struct run *r = *state;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		queue_message(r, "alice@example.org", two_rcpts, 1, "x\r\n");
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_script_done(r);
+	assert_int_equal(r->ndone, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(r->each[i].outcome, RELAY_TEMPFAIL);
+		assert_int_equal(r->each_rcpt[i][0].outcome, RELAY_TEMPFAIL);
+		assert_false(r->each[i].dot_sent);
+	}
+	assert_int_equal(r->end.outcome, RELAY_TEMPFAIL);
+}
+
+/*
+ * A message over 64 KiB does not go behind another: it waits until the
+ * session is idle (no RSET before it), and is then streamed as usual.
+ */
+static void
+test_large_message_not_pipelined(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL FROM:<a1@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT 3 LAST", "250 2.0.0 OK one\r\n", false },
+		{ "MAIL FROM:<a2@example.org>", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT 70000 LAST", "250 2.0.0 OK two\r\n", false },
+		{ "QUIT", "221 2.0.0 bye\r\n", false },
+		{ NULL, NULL, false },
+	};
+	struct run *r = *state;
+	char *big = malloc(70001);
+
+	assert_non_null(big);
+	memset(big, 'x', 70000);
+	memcpy(big + 69998, "\r\n", 3);
+	queue_message(r, "a1@example.org", two_rcpts, 1, "1\r\n");
+	queue_message(r, "a2@example.org", two_rcpts, 1, big);
+	free(big);
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_script_done(r);
+	assert_int_equal(r->ndone, 2);
+	assert_int_equal(r->each[1].outcome, RELAY_OK);
+	assert_string_equal(r->each_rcpt[1][0].reply, "250 2.0.0 OK two");
 }
 
 /* Only AUTH LOGIN offered: user name and password answer the 334s. */
@@ -800,6 +966,12 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bdat_refused_chunk, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_transactions,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_lost, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_large_message_not_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_auth_login, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_auth_rejected_pauses,

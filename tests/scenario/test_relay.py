@@ -863,3 +863,37 @@ def test_bdat_421_mid_pipeline(relay):
     wait_until(lambda: d.messages() == [], what="spool empty")
     assert len(fg.messages) == 1 and fg.unacked_messages == []
     assert "may have been delivered" not in d.log()
+
+
+def test_backlog_pipelines_transactions(relay, fakegmail_factory):
+    """A backlog over a 0.4 s round trip and one connection: small messages
+    go behind the one in flight without waiting for its replies (RSET
+    first), several per round trip, and each is delivered once, decided by
+    its own replies.  Without that, each message would wait a round trip
+    for the one before."""
+    port = free_port()
+    d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=2,
+                 conns=1, mpc=100, debug=False)
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        for i in range(12):
+            s.sendmail(SENDER, ["r%d@example.org" % i],
+                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+    fg = fakegmail_factory(port_starttls=port, rtt=0.4, fail={
+        "rcpt_550_5.1.1": {"addrs": ["r5@example.org"]}})
+    fg.wait_for_messages(11, timeout=60)
+    # The notice for r5 goes too.
+    wait_until(lambda: d.messages() == [], what="spool empty")
+    msgs = [m for m in fg.messages if m.rcpts[0].startswith("r")]
+    times = sorted(m.monotonic for m in msgs)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert sum(g < 0.2 for g in gaps) >= 6, gaps
+    assert fg.session_count == 1
+    cmds = [c.split()[0].upper() for c in fg.sessions[0].commands]
+    assert cmds.count("MAIL") >= 12 and cmds.count("RSET") >= 6, cmds
+    assert sorted(m.rcpts[0] for m in msgs) == sorted(
+        "r%d@example.org" % i for i in range(12) if i != 5)
+    log = d.log()
+    for i in range(12):
+        if i != 5:
+            assert log.count("delivered to=<r%d@example.org>" % i) == 1
+    assert re.search(r"bounced to=<r5@example\.org> .*550", log)

@@ -83,7 +83,9 @@
  * CRC32 is 8 upper-case hex digits of the IEEE CRC-32 of the rest of the line
  * after its space; REPLY is the upstream reply sanitised to one printable
  * ASCII line.  Each append is one write() of a whole line, then fdatasync();
- * creating the journal also fsyncs msg/.  On load, lines are applied in
+ * the first append to a journal in a process also fsyncs msg/, since an
+ * fdatasync does not make the file's directory entry durable (see "Room for
+ * the outcome").  On load, lines are applied in
  * order, the last event winning; a line with a bad checksum, no final '\n'
  * (torn by a crash) or an unknown kind is ignored (so an older reader
  * skips the "dsn" events).  An append of two lines ("rcpt" and "dsn
@@ -98,9 +100,14 @@
  * msg/ID is unlinked again and the commit fails, so the client retries.
  *
  * Room for the outcome: before a message goes upstream, queue_reserve()
- * creates its journal (fsync of msg/) and allocates the blocks its
- * recipient lines will need (fallocate with FALLOC_FL_KEEP_SIZE, sized for
- * lines without reply texts).  If the spool fills up meanwhile, a recipient
+ * creates its journal and allocates the blocks its recipient lines will
+ * need (fallocate with FALLOC_FL_KEEP_SIZE, sized for lines without reply
+ * texts).  It does not fsync msg/: until a line is appended the journal is
+ * empty, and an empty journal lost by a crash is the same as none (the
+ * message is due at once either way).  The append that first puts a line
+ * in it fsyncs msg/ after its fdatasync (m->journal_synced tells that this
+ * process did so since the journal exists), so a message relayed without
+ * an append (all delivered: see "Removal") costs no journal fsync at all.  If the spool fills up meanwhile, a recipient
  * line that does not fit is written again without its reply, into that
  * room: a delivery the upstream accepted is always recorded, so a restart
  * never sends it twice (docs/reliability.md).  A full spool makes
@@ -108,10 +115,14 @@
  *
  * Removal: unlink(msg/ID); fsync(msg/); unlink(msg/ID.state).  The record
  * goes first and durably, so no crash can leave a record without its
- * journal (which would re-send to recipients already delivered); a journal
- * without a record is an orphan that recovery removes.  For the same reason
- * a journal is only created while its record exists, and a new message
- * never takes an id for which msg/ID or msg/ID.state exists.
+ * journal's lines (which would re-send to recipients already delivered); a
+ * journal without a record is an orphan that recovery removes.  For the
+ * same reason a journal is only created while its record exists, and a new
+ * message never takes an id for which msg/ID or msg/ID.state exists.
+ * queue_remove() does the three steps; the daemon does them apart
+ * (queue_remove_record(), then a queue_sync_dir() on a worker thread that
+ * covers every record unlinked before it, then queue_remove_journal()), so
+ * that the directory fsync is shared and leaves the event loop.
  *
  * Recovery (docs/spool.md) is two steps: queue_scan() lists msg/ and
  * stats the journals, so the whole queue and its schedule are known from
@@ -922,8 +933,7 @@ queue_reserve(struct queue *q, const struct queue_msg *m)
 		r = -errno;
 		goto out;
 	}
-	if (created && fsync(q->msgfd) == -1)
-		r = -errno;
+	/* No fsync of msg/: the first append does it (see the top). */
 out:
 	close(fd);
 	return r;
@@ -933,10 +943,13 @@ out:
  * Durably appends one journal line per payload (at most two) to
  * msg/ID.state, in one write.  With mtime > 0, the journal's modification
  * time becomes mtime before the fdatasync (the schedule hint read by
- * queue_scan()).
+ * queue_scan()).  msg/ is fsynced too unless this process did it already
+ * since the journal exists (m->journal_synced): a journal made by
+ * queue_reserve(), or by an earlier process, may not have a durable
+ * directory entry yet.
  */
 static int
-queue_journal_append(struct queue *q, const char *id,
+queue_journal_append(struct queue *q, struct queue_msg *m,
     const char *const *payloads, size_t np, time_t mtime)
 {
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT },
@@ -956,8 +969,10 @@ queue_journal_append(struct queue *q, const char *id,
 			return r;
 		len += l;
 	}
-	if ((fd = queue_journal_open(q, id, &created)) < 0)
+	if ((fd = queue_journal_open(q, m->id, &created)) < 0)
 		return fd;
+	if (created)
+		m->journal_synced = false;
 	if (fstat(fd, &st) == -1) {
 		r = -errno;
 		goto out;
@@ -974,8 +989,11 @@ queue_journal_append(struct queue *q, const char *id,
 	/* A hint only: the line just written stays authoritative. */
 	if (mtime > 0)
 		(void)futimens(fd, times);
-	if (fdatasync(fd) == -1 || (created && fsync(q->msgfd) == -1))
+	if (fdatasync(fd) == -1 ||
+	    (!m->journal_synced && fsync(q->msgfd) == -1))
 		r = -errno;
+	else
+		m->journal_synced = true;
 out:
 	close(fd);
 	return r;
@@ -1004,13 +1022,13 @@ queue_set_rcpt_line(struct queue *q, struct queue_msg *m, size_t i,
 	snprintf(payload, sizeof(payload), "rcpt %zu %s %lld%s%s", i,
 	    names[state], (long long)now, rlen > 0 ? " " : "", clean);
 	snprintf(extra, sizeof(extra), "dsn relayed %zu", i);
-	r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
+	r = queue_journal_append(q, m, lines, relayed ? 2 : 1,
 	    m->next_attempt);
 	if ((r == -ENOSPC || r == -EDQUOT || r == -EFBIG) && rlen > 0) {
 		/* Full: the state matters, the reply does not (see above). */
 		snprintf(payload, sizeof(payload), "rcpt %zu %s %lld", i,
 		    names[state], (long long)now);
-		r = queue_journal_append(q, m->id, lines, relayed ? 2 : 1,
+		r = queue_journal_append(q, m, lines, relayed ? 2 : 1,
 		    m->next_attempt);
 	}
 	if (r < 0) {
@@ -1050,7 +1068,7 @@ queue_set_delay_notice(struct queue *q, struct queue_msg *m, time_t t)
 	if (t <= 0)
 		return -EINVAL;
 	snprintf(payload, sizeof(payload), "dsn delayed %lld", (long long)t);
-	if ((r = queue_journal_append(q, m->id, lines, 1,
+	if ((r = queue_journal_append(q, m, lines, 1,
 	    m->next_attempt)) < 0)
 		return r;
 	m->delay_notice = t;
@@ -1074,7 +1092,7 @@ queue_set_schedule(struct queue *q, struct queue_msg *m, unsigned attempts,
 		return -ENOMEM;
 	snprintf(payload, sizeof(payload), "sched %u %lld%s%s", attempts,
 	    (long long)next, rlen > 0 ? " " : "", clean);
-	if ((r = queue_journal_append(q, m->id, lines, 1, next)) < 0) {
+	if ((r = queue_journal_append(q, m, lines, 1, next)) < 0) {
 		free(dup);
 		return r;
 	}
@@ -1249,20 +1267,36 @@ queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp)
 }
 
 int
-queue_remove(struct queue *q, const char *id)
+queue_remove_record(struct queue *q, const char *id)
+{
+	if (!queue_id_valid(id))
+		return -EINVAL;
+	return unlinkat(q->msgfd, id, 0) == -1 ? -errno : 0;
+}
+
+int
+queue_remove_journal(struct queue *q, const char *id)
 {
 	char name[QUEUE_NAME_MAX];
-	int r = 0;
 
 	if (!queue_id_valid(id))
 		return -EINVAL;
-	/* Record first, durably: see "Removal" at the top of this file. */
-	if (unlinkat(q->msgfd, id, 0) == -1)
-		r = -errno;
-	else if (fsync(q->msgfd) == -1)
-		return -errno;
 	queue_journal_name(name, id);
-	if (unlinkat(q->msgfd, name, 0) == -1 && errno != ENOENT && r == 0)
-		r = -errno;
-	return r;
+	if (unlinkat(q->msgfd, name, 0) == -1 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int
+queue_remove(struct queue *q, const char *id)
+{
+	int r, rj;
+
+	/* Record first, durably: see "Removal" at the top of this file. */
+	if ((r = queue_remove_record(q, id)) == -EINVAL)
+		return r;
+	if (r == 0 && (r = queue_sync_dir(q)) < 0)
+		return r;
+	rj = queue_remove_journal(q, id);
+	return r < 0 ? r : rj;
 }

@@ -80,6 +80,9 @@ struct queue_msg {
 	char *envid;			/* owned, NULL: ENVID= (xtext) */
 	time_t delay_notice;		/* when the "delayed" notice was queued;
 					 * 0: not yet */
+	bool journal_synced;		/* this process fsynced msg/ since the
+					 * journal exists (queue.c, "Room for
+					 * the outcome"); false when loaded */
 };
 
 /* One recipient's DSN request, for queue_writer_dsn(). */
@@ -188,7 +191,8 @@ int queue_body_open(struct queue *q, const struct queue_msg *m, int *fdp);
 
 /*
  * Makes room in m's journal for one transaction's outcome before m is sent
- * upstream: creates msg/ID.state durably if it does not exist and allocates
+ * upstream: creates msg/ID.state if it does not exist (its directory entry
+ * is made durable by the first append, not here) and allocates
  * (fallocate, keeping the size) the blocks that a line per recipient and a
  * schedule line need without their reply texts.  A full spool then refuses
  * to start the transaction (-ENOSPC, -EDQUOT) instead of failing to record
@@ -219,6 +223,15 @@ int queue_set_schedule(struct queue *q, struct queue_msg *m,
 bool queue_msg_done(const struct queue_msg *m);
 /* Removes the message and its journal. */
 int queue_remove(struct queue *q, const char *id);
+/*
+ * queue_remove() in steps, so that the directory fsync between them can be
+ * shared and run elsewhere: queue_remove_record() unlinks msg/ID; only once
+ * a queue_sync_dir() that started after it returned 0 may
+ * queue_remove_journal() unlink msg/ID.state (a missing journal is fine).
+ * Until then a crash may bring the record back, with its journal.
+ */
+int queue_remove_record(struct queue *q, const char *id);
+int queue_remove_journal(struct queue *q, const char *id);
 
 /*
  * Internal, exposed for the fuzzers and the tests.

@@ -10,7 +10,10 @@
  * waits for it (classic group commit).  The workers touch nothing of
  * libevent and nothing of a session: a job carries only the writer and the
  * session's 64-bit id (the token), which the done callback uses to find the
- * session, if it still exists.
+ * session, if it still exists.  A job without a writer (commit_sync_dir())
+ * is only a change to msg/ already made by the loop, a removed record,
+ * numbered like a rename: it waits for the same shared fsyncs, so removals
+ * and new messages share them too.
  */
 #include "commit.h"
 
@@ -29,7 +32,9 @@
 #define COMMIT_THREADS	4
 
 struct commit_job {
-	struct queue_writer *w;		/* owned */
+	struct queue_writer *w;		/* owned; NULL: commit_sync_dir() */
+	commit_synced_fn *synced;	/* commit_sync_dir()'s callback */
+	void *arg;			/* borrowed: its argument */
 	uint64_t token;
 	int result;
 	TAILQ_ENTRY(commit_job) entry;
@@ -45,9 +50,10 @@ struct committer {
 	struct commit_list pending;	/* guarded by lock */
 	struct commit_list finished;	/* guarded by lock */
 	bool stopping;			/* guarded by lock */
-	uint64_t renamed;		/* renames done; guarded by lock */
-	uint64_t durable;		/* renames covered by a dir fsync */
-	uint64_t failed;		/* renames whose dir fsync failed */
+	uint64_t renamed;		/* changes to msg/ (renames, removals)
+					 * numbered; guarded by lock */
+	uint64_t durable;		/* changes covered by a dir fsync */
+	uint64_t failed;		/* changes whose dir fsync failed */
 	int fail_error;			/* that failure */
 	bool syncing;			/* a dir fsync is under way */
 	pthread_cond_t synced;		/* a dir fsync ended */
@@ -98,6 +104,14 @@ commit_one(struct committer *c, struct commit_job *j)
 	uint64_t seq;
 	int dir;
 
+	if (j->w == NULL) {
+		/* The change was made before the job was submitted. */
+		pthread_mutex_lock(&c->lock);
+		seq = ++c->renamed;
+		j->result = commit_dir_durable(c, seq);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	j->result = queue_writer_sync(j->w);
 	if (j->result == 0)
 		j->result = queue_writer_publish(j->w);
@@ -155,7 +169,10 @@ commit_readcb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&c->lock);
 	while ((j = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, j, entry);
-		c->done(c->arg, j->token, j->w, j->result);
+		if (j->w == NULL)
+			j->synced(j->arg, j->token, j->result);
+		else
+			c->done(c->arg, j->token, j->w, j->result);
 		free(j);
 	}
 }
@@ -209,6 +226,24 @@ commit_submit(struct committer *c, struct queue_writer *w, uint64_t token)
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return -ENOMEM;
 	j->w = w;
+	j->token = token;
+	pthread_mutex_lock(&c->lock);
+	TAILQ_INSERT_TAIL(&c->pending, j, entry);
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int
+commit_sync_dir(struct committer *c, commit_synced_fn *synced, void *arg,
+    uint64_t token)
+{
+	struct commit_job *j;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -ENOMEM;
+	j->synced = synced;
+	j->arg = arg;
 	j->token = token;
 	pthread_mutex_lock(&c->lock);
 	TAILQ_INSERT_TAIL(&c->pending, j, entry);

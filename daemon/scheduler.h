@@ -71,8 +71,18 @@ struct sched_status {
  */
 int sched_new(struct event_base *base, const struct cfg *cfg,
     struct queue *q, struct sched **sp, char **err);
-/* Frees everything, sessions included (no callbacks, nothing logged). */
+/*
+ * Frees everything, sessions included (no callbacks, nothing logged but
+ * the removals it completes: a stop that ran out of time left them).
+ */
 void sched_free(struct sched *s);
+/*
+ * Removals (their directory fsyncs) go to c's worker threads from now on
+ * (commit_sync_dir()); without, or after sched_set_committer(s, NULL),
+ * they run in the loop.  c must outlive s or be unset first.
+ */
+struct committer;
+void sched_set_committer(struct sched *s, struct committer *c);
 
 /* Takes ownership of a queued message (new or recovered). */
 void sched_add(struct sched *s, struct queue_msg *m);
@@ -96,12 +106,15 @@ int sched_flush(struct sched *s, const char *id);
 int sched_remove(struct sched *s, const char *id);
 /*
  * Graceful stop: no new sessions or transactions; idle sessions QUIT,
- * busy ones finish their message first.  stopped(arg) is called once the
- * last session has ended (at once when there is none).
+ * busy ones finish their message first.  stopped(arg) is called when the
+ * last session has ended and no removal waits for its fsync any more
+ * (sched_drained(); at once when nothing is left, perhaps more than once).
  */
 void sched_stop(struct sched *s, void (*stopped)(void *), void *arg);
 /* Open sessions (0 once a stop has completed). */
 unsigned sched_sessions(const struct sched *s);
+/* No open session and no removal waiting for its directory fsync. */
+bool sched_drained(const struct sched *s);
 /* Messages in the queue. */
 size_t sched_count(const struct sched *s);
 /*

@@ -22,7 +22,12 @@ enum sched_where {
 	SM_DUE,
 	SM_WAITING,
 	SM_INFLIGHT,
+	SM_REMOVING,		/* done: record unlinked, waiting for the
+				   directory fsync (scheduler.c, "removal") */
 };
+
+struct committer;
+struct sched_delivery;
 
 struct sched_msg {
 	struct queue_msg *m;		/* owned; NULL until the record of a
@@ -32,7 +37,13 @@ struct sched_msg {
 	enum sched_where where;
 	uint64_t due_ms;		/* SM_WAITING: when it is due */
 	size_t heap_idx;		/* SM_WAITING: index in s->heap */
-	/* SM_DUE: in s->due; SM_INFLIGHT: in its conn's inflight */
+	uint64_t sync_gen;		/* SM_REMOVING: the directory sync
+					   that covers its unlink */
+	struct sched_delivery *dlv;	/* owned, NULL: SM_REMOVING after
+					   sched_done_fast(), the deliveries
+					   to log once the removal is durable */
+	/* SM_DUE: in s->due; SM_INFLIGHT: in its conn's inflight;
+	 * SM_REMOVING: in s->removing */
 	TAILQ_ENTRY(sched_msg) entry;
 };
 
@@ -58,6 +69,8 @@ struct sched {
 	struct event_base *base;	/* borrowed */
 	const struct cfg *cfg;		/* borrowed */
 	struct queue *queue;		/* borrowed */
+	struct committer *committer;	/* borrowed, NULL: removals fsync
+					   msg/ in the loop */
 	struct evdns_base *dns;		/* owned */
 	SSL_CTX *ssl_ctx;		/* owned, NULL until a handshake */
 	struct token *token;		/* owned: OAuth access tokens */
@@ -72,6 +85,10 @@ struct sched {
 	struct sched_msg **heap;	/* owned array of owned entries */
 	size_t nheap, heapcap;
 	size_t ninflight;
+	TAILQ_HEAD(, sched_msg) removing; /* owned entries, by sync_gen */
+	size_t nremoving;
+	uint64_t sync_gen;		/* the next directory sync's number */
+	bool syncing;			/* one is with the committer */
 	TAILQ_HEAD(, sched_conn) conns;	/* owned */
 	unsigned nconns;
 	uint64_t next_id;

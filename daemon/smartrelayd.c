@@ -350,7 +350,7 @@ daemon_drained(void *arg)
 	struct daemon *d = arg;
 
 	if (d->stopping && d->smtp.nsessions == 0 &&
-	    sched_sessions(d->sched) == 0)
+	    sched_drained(d->sched))
 		event_base_loopexit(d->base, NULL);
 }
 
@@ -531,6 +531,7 @@ daemon_start(struct daemon *d)
 		return EX_OSERR;
 	}
 	d->smtp.committer = d->commit;
+	sched_set_committer(d->sched, d->commit);
 	if ((r = daemon_local_start(d)) != 0)
 		return r;
 	if ((r = listen_open(&d->smtp, &d->listen, &err)) < 0) {

@@ -118,7 +118,7 @@ kv() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 install_deps() {
 	local pkgs="postfix gcc pkg-config meson ninja-build libevent-dev
-	    libssl-dev libconfig-dev libsystemd-dev python3 openssl"
+	    libssl-dev libconfig-dev libsystemd-dev libjansson-dev python3 openssl"
 	local missing= p
 	for p in $pkgs; do
 		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null |
@@ -167,10 +167,16 @@ build() {
 	if [ ! -f "$BUILD/build.ninja" ]; then
 		meson setup "$BUILD" "$SRC" -Dbuildtype=release >/dev/null
 	fi
-	ninja -C "$BUILD" daemon/smartrelayd >/dev/null
+	ninja -C "$BUILD" daemon/smartrelayd common/libsmartrelay-common.a \
+	    >/dev/null
 	SMARTRELAYD=$BUILD/daemon/smartrelayd
+	# Linked against meson's static library of common/, so that whatever
+	# files the queue needs now (dsnparam.c, ...) come along.
 	gcc -std=gnu11 -O2 -D_GNU_SOURCE -I"$SRC/common" \
-	    "$SRC"/common/queue*.c "$SRC/tests/bench/queue_recover.c" \
+	    "$SRC/tests/bench/queue_recover.c" \
+	    "$BUILD/common/libsmartrelay-common.a" \
+	    $(pkg-config --libs libconfig libsystemd openssl jansson \
+	    libevent_core libevent_openssl libevent_extra) -pthread \
 	    -o "$T/queue_recover"
 	gcc -std=gnu11 -O2 -pthread "$SRC/tests/bench/commit_strategies.c" \
 	    -o "$T/commit_strategies"

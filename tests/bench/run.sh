@@ -31,6 +31,7 @@
 #   BENCH_RUNS [3]          20-client runs per server (median reported)
 #   BENCH_CLIENT_SERIES ["1 2 4 8 16 20 32"]  client counts for the plot
 #   BENCH_SERIES_N [2000]   messages per point of that series
+#   BENCH_SERIES_RUNS [1]   runs per point and server (median plotted)
 #   BENCH_LAT_MSGS [1000]   messages per latency client (4 clients)
 #   BENCH_LAT_ROUNDS [3]    latency rounds per server and condition
 #                           (the round with the median p99 is reported)
@@ -61,6 +62,7 @@ N=${BENCH_N:-5000}
 RUNS=${BENCH_RUNS:-3}
 SERIES=${BENCH_CLIENT_SERIES:-"1 2 4 8 16 20 32"}
 SERIES_N=${BENCH_SERIES_N:-2000}
+SERIES_RUNS=${BENCH_SERIES_RUNS:-1}
 LAT_MSGS=${BENCH_LAT_MSGS:-1000}
 LAT_ROUNDS=${BENCH_LAT_ROUNDS:-3}
 RL_BACKLOG=${BENCH_RELAY_BACKLOG:-2000}
@@ -595,20 +597,25 @@ bench_throughput() {
 	bench_series
 }
 
-# Accept rate against parallel clients: one run per point and server,
-# written to accept.dat and plotted.
+# Accept rate against parallel clients: SERIES_RUNS runs per point and
+# server (alternating), the medians written to accept.dat and plotted.
 bench_series() {
-	local c r dat=$OUT/accept.dat
-	log "1b. accept rate vs parallel clients ($SERIES), $SERIES_N messages per point"
-	printf '# clients smartrelayd_msg_s postfix_msg_s ratio (%s x %d bytes, smtp-source; %s)\n' \
-	    "$SERIES_N" "$MSG_LEN" "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$dat"
+	local c i r s p sa pa dat=$OUT/accept.dat
+	log "1b. accept rate vs parallel clients ($SERIES), $SERIES_N messages per point, $SERIES_RUNS run(s)"
+	printf '# clients smartrelayd_msg_s postfix_msg_s ratio (median of %s x %s x %d bytes, smtp-source; %s)\n' \
+	    "$SERIES_RUNS" "$SERIES_N" "$MSG_LEN" "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$dat"
 	for c in $SERIES; do
-		both "$SERIES_N" "$c"
-		r=$(ratio "$SR_RATE" "$PF_RATE")
-		note "$c clients: smartrelayd $SR_RATE msg/s (CPU $SR_CPU%), postfix $PF_RATE msg/s (CPU $PF_CPU%), ${r}x"
-		printf '%s %s %s %s\n' "$c" "$SR_RATE" "$PF_RATE" "$r" >>"$dat"
-		result "  (accept, $c clients, $SERIES_N msgs)" "$SR_RATE msg/s" \
-		    "$PF_RATE msg/s" "${r}x" "info"
+		sa=() pa=()
+		for i in $(seq "$SERIES_RUNS"); do
+			both "$SERIES_N" "$c"
+			note "$c clients, run $i: smartrelayd $SR_RATE msg/s (CPU $SR_CPU%), postfix $PF_RATE msg/s (CPU $PF_CPU%)"
+			sa+=("$SR_RATE") pa+=("$PF_RATE")
+		done
+		s=$(median "${sa[@]}") p=$(median "${pa[@]}")
+		r=$(ratio "$s" "$p")
+		printf '%s %s %s %s\n' "$c" "$s" "$p" "$r" >>"$dat"
+		result "  (accept, $c clients, $SERIES_N msgs)" "$s msg/s" \
+		    "$p msg/s" "${r}x" "info"
 	done
 	note "data: $dat"
 	plot "$dat"
@@ -690,10 +697,12 @@ bench_latency() {
 }
 
 # relay_round sr|pf PORT FAKE_PORT DIR: one latency round while the server
-# relays.  A backlog is queued while the upstream is down (smartrelayd: the
-# fake does not listen yet; Postfix: the backlog's sender is held), the fake
-# starts, the backlog is released, and once the first message has gone the
-# 4 latency clients run; their messages join the relayed stream.  Sets
+# relays (a fresh spool or Postfix instance each round, so that every round
+# starts from the same queue).  A backlog is queued while the upstream is
+# down (smartrelayd: the fake does not listen yet; Postfix: the backlog's
+# sender is held), the fake starts, the backlog is released, and once the
+# first message has gone the 4 latency clients run; their messages join the
+# relayed stream.  Sets
 # ROUND to the latency line plus relayed= (messages the server relayed
 # during the clients' run), relay_rate= and left= (still queued at its end).
 relay_round() {
@@ -716,15 +725,6 @@ relay_round() {
 		note "WARNING: $who relayed its whole backlog during the run;" \
 		    "raise BENCH_RELAY_BACKLOG"
 	fi
-	# Postfix defers what its active queue held when the fake went away
-	# (a write per message): wait for that before the next run.
-	if [ "$who" = pf ]; then
-		local i
-		for i in $(seq 600); do
-			[ "$(find "$PFR/spool/active" -type f | wc -l)" -eq 0 ] && break
-			sleep 0.1
-		done
-	fi
 }
 
 bench_latency_relaying() {
@@ -732,23 +732,22 @@ bench_latency_relaying() {
 	log "3. accept latency while relaying: 4 clients x $LAT_MSGS messages while a backlog of $RL_BACKLOG goes to a fake Gmail (${RL_RTT} ms RTT, $UP_CONNS connections), $LAT_ROUNDS rounds"
 	fsr=$("$PY" "$TOOL" freeport)
 	fpf=$("$PY" "$TOOL" freeport)
-	sr_stop
 	SR_DIR=$T/rl
-	sr_fresh "$fsr"
-	PFR=$T/pr
-	pf_instance "$PFR" "$PR_PORT" relay "$fpf"
 	for i in $(seq "$LAT_ROUNDS"); do
+		sr_fresh "$fsr"
 		settle
 		relay_round sr "$SR_PORT" "$fsr" "$T/fg-rl-sr-$i"
+		sr_stop
 		note "round $i smartrelayd: $ROUND (ms)"
 		sr+=("$ROUND")
+		PFR=$T/pr-$i
+		pf_instance "$PFR" "$PR_PORT" relay "$fpf"
 		settle
 		relay_round pf "$PR_PORT" "$fpf" "$T/fg-rl-pf-$i"
+		pf_stop "$PFR"
 		note "round $i postfix:     $ROUND (ms)"
 		pf+=("$ROUND")
 	done
-	sr_stop
-	pf_stop "$PFR"
 	fsr=$(lat_median "${sr[@]}")
 	fpf=$(lat_median "${pf[@]}")
 	lat_result "relaying" "$fsr" "$fpf"
@@ -928,8 +927,8 @@ summary() {
 	    "$("$SMARTRELAYD" -V | awk '{ print $2 }')" \
 	    "$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo '?')" \
 	    "$(git -C "$SRC" diff --quiet HEAD 2>/dev/null || echo ', modified')"
-	printf 'sections: %s; knobs: N=%s RUNS=%s SERIES="%s" SERIES_N=%s LAT_MSGS=%s LAT_ROUNDS=%s RELAY_BACKLOG=%s RELAY_RTT=%s UP_N=%s UP_MPC=%s WAN_RTT=%s COLD=%s\n' \
-	    "$ONLY" "$N" "$RUNS" "$SERIES" "$SERIES_N" "$LAT_MSGS" "$LAT_ROUNDS" \
+	printf 'sections: %s; knobs: N=%s RUNS=%s SERIES="%s" SERIES_N=%s SERIES_RUNS=%s LAT_MSGS=%s LAT_ROUNDS=%s RELAY_BACKLOG=%s RELAY_RTT=%s UP_N=%s UP_MPC=%s WAN_RTT=%s COLD=%s\n' \
+	    "$ONLY" "$N" "$RUNS" "$SERIES" "$SERIES_N" "$SERIES_RUNS" "$LAT_MSGS" "$LAT_ROUNDS" \
 	    "$RL_BACKLOG" "$RL_RTT" "$UP_N" "$UP_MPC" "$WAN_RTT" "$COLD"
 }
 

@@ -35,7 +35,7 @@
 #   BENCH_LAT_MSGS [1000]   messages per latency client (4 clients)
 #   BENCH_LAT_ROUNDS [3]    latency rounds per server and condition
 #                           (the round with the median p99 is reported)
-#   BENCH_RELAY_BACKLOG [2000] backlog each server relays during a round of 3
+#   BENCH_RELAY_BACKLOG [6000] backlog each server relays during a round of 3
 #   BENCH_RELAY_RTT [20]    round trip (ms) of the fake Gmail in section 3
 #   BENCH_UP_N [1000]       backlog drained in section 4
 #   BENCH_UP_MPC [100]      messages per upstream connection (both servers)
@@ -65,7 +65,7 @@ SERIES_N=${BENCH_SERIES_N:-2000}
 SERIES_RUNS=${BENCH_SERIES_RUNS:-1}
 LAT_MSGS=${BENCH_LAT_MSGS:-1000}
 LAT_ROUNDS=${BENCH_LAT_ROUNDS:-3}
-RL_BACKLOG=${BENCH_RELAY_BACKLOG:-2000}
+RL_BACKLOG=${BENCH_RELAY_BACKLOG:-6000}
 RL_RTT=${BENCH_RELAY_RTT:-20}
 UP_N=${BENCH_UP_N:-1000}
 UP_MPC=${BENCH_UP_MPC:-100}

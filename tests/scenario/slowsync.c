@@ -5,9 +5,11 @@
  * that makes it durable (docs/spool.md, "Removing a message") for as long
  * as it needs to look.  While the file named by $SLOWSYNC_FILE exists,
  * every fsync() of a directory first sleeps the milliseconds written in
- * it; file fsyncs and everything else are untouched.  tests/scenario/
- * test_removal.py uses it.
+ * it, or, when it says "EIO", fails with EIO (a disk that stopped
+ * writing); file fsyncs and everything else are untouched.
+ * tests/scenario/test_removal.py uses it.
  */
+#include <errno.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,7 +34,10 @@ slowsync_init(void)
 	memcpy(&slowsync_real, &p, sizeof(p));
 }
 
-/* The delay in $SLOWSYNC_FILE in milliseconds, 0 when it does not exist. */
+/*
+ * The delay in $SLOWSYNC_FILE in milliseconds, 0 when it does not exist,
+ * -1 for "EIO".
+ */
 static long
 slowsync_delay_ms(void)
 {
@@ -48,7 +53,7 @@ slowsync_delay_ms(void)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	return strtol(buf, NULL, 10);
+	return strncmp(buf, "EIO", 3) == 0 ? -1 : strtol(buf, NULL, 10);
 }
 
 int
@@ -59,8 +64,14 @@ fsync(int fd)
 	long ms;
 
 	pthread_once(&slowsync_once, slowsync_init);
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    (ms = slowsync_delay_ms()) > 0 && ms < 60000) {
+	if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) ||
+	    (ms = slowsync_delay_ms()) == 0)
+		return slowsync_real(fd);
+	if (ms < 0) {
+		errno = EIO;
+		return -1;
+	}
+	if (ms < 60000) {
 		ts.tv_sec = ms / 1000;
 		ts.tv_nsec = (ms % 1000) * 1000000L;
 		while (nanosleep(&ts, &ts) == -1)

@@ -26,10 +26,10 @@ def spool_files(d):
     return sorted(os.listdir(os.path.join(d.spool, "msg")))
 
 
-def held_daemon(tmp_path, fakegmail_factory, n):
+def held_daemon(tmp_path, fakegmail_factory, n, hold_with="%d" % HOLD_MS):
     """A daemon with n messages queued while the upstream is down, its
-    directory fsyncs slowed from now on, and the upstream then started:
-    returns (daemon, fake, hold file)."""
+    directory fsyncs slowed (or failing, with "EIO") from now on, and the
+    upstream then started: returns (daemon, fake, hold file)."""
     port = free_port()
     sub = tmp_path / "d"
     sub.mkdir()
@@ -44,7 +44,7 @@ def held_daemon(tmp_path, fakegmail_factory, n):
                        b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
     assert len(d.messages()) == n
     with open(hold, "w") as f:
-        f.write("%d\n" % HOLD_MS)
+        f.write(hold_with + "\n")
     return d, fakegmail_factory(port_starttls=port), hold
 
 
@@ -130,3 +130,31 @@ def test_deliveries_without_a_hold_are_logged_and_leave_nothing(relay):
     assert len(re.findall(r" delivered to=<[rs]\d+@example\.org>", log)) == 40
     assert len(re.findall(r" removed", log)) == 20
     assert len(fg.messages) == 20
+
+
+def test_removal_whose_fsync_fails_journals_the_outcomes(
+        tmp_path, fakegmail_factory):
+    # The fsync of msg/ fails (EIO) after the records were unlinked: the
+    # deliveries are journaled instead and the journals kept, so that a
+    # record a power loss brought back would not be sent again.
+    n = 3
+    d, fg, hold = held_daemon(tmp_path, fakegmail_factory, n,
+                              hold_with="EIO")
+    fg.wait_for_messages(n, timeout=30)
+    d.wait_log_re(r"removal not durable, journal kept", count=n)
+    d.wait_log_re(r" delivered to=<r\d@example\.org>", count=n)
+    assert d.messages() == []
+    journals = [f for f in spool_files(d) if f.endswith(".state")]
+    assert len(journals) == n
+    for j in journals:
+        with open(os.path.join(d.spool, "msg", j)) as f:
+            assert " rcpt 0 delivered " in f.read()
+    os.unlink(hold)
+    assert d.stop() == 0
+    d.start()
+    assert re.search(r"ready .*queue=0 ", d.log())
+    time.sleep(1.5)
+    assert len(fg.messages) == n
+    # Orphans once the records are gone for good: removed at start.
+    assert spool_files(d) == []
+    d.stop()

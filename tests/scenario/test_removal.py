@@ -58,16 +58,16 @@ def test_removal_waits_for_fsync_and_stop_waits_for_removals(
     d, fg, hold = held_daemon(tmp_path, fakegmail_factory, n)
     ids = d.messages()
     fg.wait_for_messages(n, timeout=30)
-    # Each record is unlinked as soon as its 250 came: not listed any
-    # more, by the spool or the daemon...
+    # Each record is unlinked as soon as its 250 came, but the removals
+    # wait for their directory fsync: the journals are still there, and
+    # nothing is logged as removed yet...
     wait_until(lambda: d.messages() == [], what="records unlinked")
+    assert [f for f in spool_files(d) if f.endswith(".state")] != []
+    assert "removed" not in d.log()
+    # ...and the messages are not listed any more.
     r = subprocess.run([SMARTRELAY, "-c", d.conf, "queue"],
                        capture_output=True, timeout=20)
     assert r.returncode == 0 and b"Mail queue is empty" in r.stdout, r
-    # ...but the removals wait for their directory fsync: the journals are
-    # still there, and nothing is logged as delivered or removed yet.
-    assert [f for f in spool_files(d) if f.endswith(".state")] != []
-    assert "removed" not in d.log()
     # A message being removed cannot be deleted (its journal must outlive
     # the record's unlink).
     r = subprocess.run([SMARTRELAY, "-c", d.conf, "delete", ids[-1]],

@@ -613,6 +613,7 @@ bench_series() {
 		done
 		s=$(median "${sa[@]}") p=$(median "${pa[@]}")
 		r=$(ratio "$s" "$p")
+		note "$c clients: smartrelayd $s msg/s, postfix $p msg/s, ratio ${r}x"
 		printf '%s %s %s %s\n' "$c" "$s" "$p" "$r" >>"$dat"
 		result "  (accept, $c clients, $SERIES_N msgs)" "$s msg/s" \
 		    "$p msg/s" "${r}x" "info"
@@ -914,7 +915,7 @@ summary() {
 		IFS='|' read -r a b c d e <<<"$r"
 		printf '%-48s | %-36s | %-36s | %-6s | %s\n' "$a" "$b" "$c" "$d" "$e"
 	done
-	printf '\n%s, took %d s; machine: %s, %s cores, %s; %s; spools on %s (%s)\n' \
+	printf '\n%s, took %d s (before the cleanup); machine: %s, %s cores, %s; %s; spools on %s (%s)\n' \
 	    "$(date -u '+%Y-%m-%d %H:%M UTC')" $(($(date +%s) - STARTED)) \
 	    "$(. /etc/os-release && echo "$PRETTY_NAME")" "$(nproc)" \
 	    "$(systemd-detect-virt 2>/dev/null || echo "virt unknown")" \

@@ -1289,6 +1289,33 @@ relay_free_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Reports s->txn, in flight as the session ends, deferred.  It may have
+ * been delivered all the same (RFC 1047), which is logged, when its final
+ * dot or its chunk is out (out), no reply of its own refused it, with BDAT
+ * a recipient was or may yet have been accepted, and the session does not
+ * end on a 421 (after which the server takes nothing more).
+ */
+static void
+relay_txn_lost(struct relay_session *s, bool out, const char *reason,
+    const char *q)
+{
+	struct relay_txn *t = s->txn;
+
+	if (out && !t->failed && !(s->reply.done && s->reply.code == 421) &&
+	    (!t->bdat || t->naccepted > 0 || t->nreplied < t->nrcpt + 1)) {
+		t->res.dot_sent = true;
+		log_msg(LOG_WARNING, t->msg->id, "connection lost after the "
+		    "final dot, before the reply: the message may have been "
+		    "delivered; the retry may duplicate it (RFC 1047) relay=%s "
+		    "reason=\"%s\"", s->peer, q);
+	}
+	if (!t->failed || t->res.outcome == RELAY_OK)
+		relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
+	t->failed = true;
+	relay_txn_finish(s);
+}
+
+/*
  * Ends the session: a message in flight is reported first (deferred, and
  * the RFC 1047 window logged when the dot was out), then closed(), then the
  * memory goes from a fresh event.
@@ -1317,29 +1344,14 @@ relay_close(struct relay_session *s, enum relay_outcome o,
 	oauth_secret_free(&s->token);
 	if (was == RELAY_TOKEN && env->token != NULL)
 		token_cancel(env->token, s->id);
-	if (t != NULL) {
-		/* With BDAT: only the chunk's own reply was awaited. */
-		if (was == RELAY_DOT && (!t->bdat || (!t->failed &&
-		    t->naccepted > 0 && t->nreplied + 1 == t->nsent))) {
-			t->res.dot_sent = true;
-			log_msg(LOG_WARNING, t->msg->id, "connection lost "
-			    "after the final dot, before the reply: the message "
-			    "may have been delivered; the retry may duplicate it "
-			    "(RFC 1047) relay=%s reason=\"%s\"", s->peer, q);
-		}
-		if (!t->failed || t->res.outcome == RELAY_OK)
-			relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE,
-			    reason);
-		t->failed = true;
-		relay_txn_finish(s);
-	}
-	/* Sent behind it, not answered: deferred too. */
+	if (t != NULL)
+		relay_txn_lost(s, was == RELAY_DOT, reason, q);
+	/* Sent whole behind it, not answered: deferred too. */
 	while ((t = TAILQ_FIRST(&s->behind)) != NULL) {
 		TAILQ_REMOVE(&s->behind, t, entry);
 		s->nbehind--;
-		relay_txn_fail(t, RELAY_TEMPFAIL, RELAY_PAUSE_NONE, reason);
 		s->txn = t;
-		relay_txn_finish(s);
+		relay_txn_lost(s, true, reason, q);
 	}
 	log_msg(o == RELAY_OK ? LOG_INFO : LOG_NOTICE, NULL, "relay session=%"
 	    PRIu64 " closed relay=%s messages=%u outcome=%s reason=\"%s\"",

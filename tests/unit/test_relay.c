@@ -651,7 +651,8 @@ test_pipelined_transactions(void **state)
 
 /*
  * The connection drops before any reply with three messages in flight:
- * all three are deferred, and the session ends as an upstream failure.
+ * all three are deferred, each logged as possibly delivered (its chunk
+ * was out: RFC 1047), and the session ends as an upstream failure.
  */
 static void
 test_pipelined_lost(void **state)
@@ -676,8 +677,48 @@ test_pipelined_lost(void **state)
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(r->each[i].outcome, RELAY_TEMPFAIL);
 		assert_int_equal(r->each_rcpt[i][0].outcome, RELAY_TEMPFAIL);
+		assert_true(r->each[i].dot_sent);
+	}
+	assert_int_equal(r->end.outcome, RELAY_TEMPFAIL);
+}
+
+/*
+ * A 421 to the first MAIL with three messages in flight: the server takes
+ * nothing after it, so all three are deferred and none is logged as
+ * possibly delivered.
+ */
+static void
+test_pipelined_421(void **state)
+{
+	static const struct step script[] = {
+		{ "EHLO ", "250-upstream.test\r\n250-PIPELINING\r\n"
+		    "250-CHUNKING\r\n250 AUTH PLAIN\r\n", false },
+		{ "AUTH PLAIN " PLAIN_TOKEN, "235 2.7.0 Accepted\r\n", false },
+		{ "MAIL ", "421 4.7.0 closing\r\n", false },
+		{ "RCPT ", "503 5.5.1 MAIL first\r\n", false },
+		{ "BDAT ", "503 5.5.1 MAIL first\r\n", false },
+		{ "RSET", "250 2.0.0 Flushed\r\n", false },
+		{ "MAIL ", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT ", "250 2.0.0 OK\r\n", false },
+		{ "RSET", "250 2.0.0 Flushed\r\n", false },
+		{ "MAIL ", "250 2.1.0 OK\r\n", false },
+		{ "RCPT ", "250 2.1.5 OK\r\n", false },
+		{ "BDAT ", "250 2.0.0 OK\r\n", false },
+		{ NULL, NULL, false },
+	};
+	struct run *r = *state;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		queue_message(r, "alice@example.org", two_rcpts, 1, "x\r\n");
+	run_session(r, "220 upstream.test ESMTP\r\n", script);
+	assert_int_equal(r->ndone, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(r->each[i].outcome, RELAY_TEMPFAIL);
 		assert_false(r->each[i].dot_sent);
 	}
+	assert_non_null(strstr(r->each[0].reply, "421 4.7.0"));
 	assert_int_equal(r->end.outcome, RELAY_TEMPFAIL);
 }
 
@@ -969,6 +1010,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_pipelined_transactions,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined_lost, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_pipelined_421, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_large_message_not_pipelined, setup, teardown),

@@ -1157,11 +1157,15 @@ sched_on_done(void *arg, uint64_t id, struct queue_msg *m,
 		return;
 	}
 	if (res->outcome == RELAY_PAUSE) {
-		/* Not the message's fault: nothing bounces, all wait. */
+		enum sched_upstream st = res->pause == RELAY_PAUSE_QUOTA ?
+		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS;
+
+		/* Not the message's fault: nothing bounces, all wait.  The
+		 * messages pipelined behind the first refused one bring the
+		 * same news: one pause, counted once. */
 		sched_make_due(s, e);
-		sched_upstream_fail(s, res->pause == RELAY_PAUSE_QUOTA ?
-		    SCHED_UP_PAUSED_QUOTA : SCHED_UP_PAUSED_CREDENTIALS,
-		    res->reply, res->advice);
+		if (s->state != st || c->gen == s->gen)
+			sched_upstream_fail(s, st, res->reply, res->advice);
 		return;
 	}
 	sched_defer(s, e, res->reply, res);

@@ -897,3 +897,30 @@ def test_backlog_pipelines_transactions(relay, fakegmail_factory):
         if i != 5:
             assert log.count("delivered to=<r%d@example.org>" % i) == 1
     assert re.search(r"bounced to=<r5@example\.org> .*550", log)
+
+
+def test_quota_reply_to_pipelined_messages_pauses_once(
+        relay, fakegmail_factory):
+    """The daily-limit reply to every message of a pipelined backlog is one
+    pause of the upstream: counted and logged once (the backoff does not
+    grow with the number of messages in flight), nothing bounces, and the
+    messages go once the limit is lifted."""
+    port = free_port()
+    d, _ = relay(fg=fakegmail_factory(), port=port, initial=2, rmax=4,
+                 conns=1, mpc=100, debug=False)
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        for i in range(6):
+            s.sendmail(SENDER, ["q%d@example.org" % i],
+                       b"Subject: q%d\r\n\r\nbody\r\n" % i)
+    fg = fakegmail_factory(port_starttls=port, rtt=0.2,
+                           fail={"dot_550_5.4.5": {"count": 6}})
+    wait_log(d, r"upstream paused failures=1 ", timeout=30)
+    wait_until(lambda: fg.fail_hits.get("dot_550_5.4.5", 0) >= 2,
+               what="several messages refused in one flight")
+    wait_until(lambda: d.messages() == [], timeout=60, what="spool empty")
+    log = d.log()
+    assert "failures=2" not in log, log
+    assert log.count("upstream paused") == 1
+    assert "bounced" not in log
+    assert sorted(m.rcpts[0] for m in fg.messages) == sorted(
+        "q%d@example.org" % i for i in range(6))

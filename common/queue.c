@@ -107,10 +107,11 @@
  * message is due at once either way).  The append that first puts a line
  * in it fsyncs msg/ after its fdatasync (m->journal_synced tells that this
  * process did so since the journal exists), so a message relayed without
- * an append (all delivered: see "Removal") costs no journal fsync at all.  If the spool fills up meanwhile, a recipient
- * line that does not fit is written again without its reply, into that
- * room: a delivery the upstream accepted is always recorded, so a restart
- * never sends it twice (docs/reliability.md).  A full spool makes
+ * an append (all delivered: see "Removal") costs no journal fsync at all.
+ * If the spool fills up meanwhile, a recipient line that does not fit is
+ * written again without its reply, into that room: a delivery the
+ * upstream accepted is always recorded, so a restart never sends it twice
+ * (docs/reliability.md).  A full spool makes
  * queue_reserve() fail, and the message waits instead of going upstream.
  *
  * Removal: unlink(msg/ID); fsync(msg/); unlink(msg/ID.state).  The record

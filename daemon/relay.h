@@ -17,10 +17,11 @@
  * scheduler hands it a message with relay_send() when the session reports
  * that it is ready (and, while relay_can_send() says so, more behind it),
  * and gets per-recipient outcomes back through relay_ops.done, in the
- * order the messages were handed over.  A session that ends, for whatever reason, reports it
- * once through relay_ops.closed (after a done() for any message in flight)
- * and frees itself from a fresh event.  Callbacks carry the session's
- * 64-bit id, never a pointer the callee should keep.
+ * order the messages were handed over.  A session that ends, for whatever
+ * reason, reports it once through relay_ops.closed (after a done() for
+ * every message in flight) and frees itself from a fresh event.
+ * Callbacks carry the session's 64-bit id, never a pointer the callee
+ * should keep.
  */
 #ifndef SMARTRELAY_RELAY_H
 #define SMARTRELAY_RELAY_H
@@ -179,8 +180,9 @@ void relay_quit(struct relay_session *s, const char *reason);
 void relay_stop(struct relay_session *s);
 
 /*
- * Classifies a reply at a stage into the actions of docs/relay.md's failure table.
- * *pause tells which pause for RELAY_PAUSE.  Exposed for the tests.
+ * Classifies a reply at a stage into the actions of docs/relay.md's
+ * failure table.  *pause tells which pause for RELAY_PAUSE.  Exposed for
+ * the tests.
  */
 enum relay_outcome relay_classify(enum relay_stage stage,
     const struct reply *r, enum relay_pause *pause);

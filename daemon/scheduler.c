@@ -1197,8 +1197,8 @@ sched_on_closed(void *arg, uint64_t id, const struct relay_end *end)
 /*
  * The TLS context, made for the first handshake: loading OpenSSL and a
  * trust store costs 2-3 MiB, which an idle daemon, or one whose upstream
- * is down, does not pay (docs/performance.md).  When it cannot be made (a ca_file
- * that looks like PEM but does not parse, out of memory) the session
+ * is down, does not pay (docs/performance.md).  When it cannot be made (a
+ * ca_file that looks like PEM but does not parse, out of memory) the session
  * ends before ready, which fails the upstream with this reason; as with
  * a pause, nothing expires meanwhile (s->tls_broken): a local
  * configuration error must not bounce mail.  Each probe tries again, so

@@ -141,7 +141,9 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state st)
  * send() at once: through the bufferevent, every reply would cost two
  * epoll_ctl calls (the write event enabled, then disabled once drained)
  * and a writev (docs/performance.md).  Whatever the socket does not take
- * goes through the bufferevent, which also reports errors.
+ * goes through the bufferevent, which also reports errors.  The session is
+ * plain TCP (there is no STARTTLS inbound): a TLS session would have to
+ * go through its bufferevent only.
  */
 static void
 smtp_write(struct smtp_session *s, const char *buf, size_t len)

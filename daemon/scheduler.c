@@ -4,9 +4,8 @@
  * Where a message is: SM_DUE (in s->due, FIFO, waiting for a session),
  * SM_WAITING (in the heap, until due_ms), SM_INFLIGHT (handed to the
  * session conn->id, in its conn's inflight list: several when the session
- * pipelines them, docs/relay.md), SM_REMOVING (done: its record is
- * unlinked and a directory fsync on the committer's threads will make that
- * durable; not sent, listed or counted any more).  Every change of the
+ * pipelines them, docs/relay.md), SM_REMOVING (done, record unlinked,
+ * waiting for the fsync of msg/: sched_removal.c).  Every change of the
  * spool state happens here, right after the relay reported the reply that
  * caused it, so a crash re-sends at most what was in flight (docs/spool.md).
  *
@@ -33,7 +32,6 @@
 #include <event2/event.h>
 
 #include "cfg.h"
-#include "commit.h"
 #include "dsn.h"
 #include "log.h"
 #include "queue.h"
@@ -56,14 +54,6 @@ static void sched_delay_check(struct sched *, struct queue_msg *,
     const struct relay_result *);
 static void sched_loader_cb(evutil_socket_t, short, void *);
 static void sched_enqueue(struct sched *, struct sched_msg *, time_t);
-static int sched_unlink(struct sched *, struct sched_msg *);
-static void sched_check_stopped(struct sched *);
-
-/* A fast delivery's result, kept until its removal is durable. */
-struct sched_delivery {
-	struct relay_result res;	/* res.rcpt points at rcpt[] */
-	struct relay_rcpt_result rcpt[];
-};
 
 const char *
 sched_strupstream(enum sched_upstream st)
@@ -221,7 +211,7 @@ sched_lazy_drop(struct sched *s, struct sched_msg *e)
 }
 
 /* Frees an entry and its message; accepts NULL. */
-static void
+void
 sched_msg_free(struct sched *s, struct sched_msg *e)
 {
 	if (e == NULL)
@@ -422,7 +412,7 @@ sched_defer(struct sched *s, struct sched_msg *e, const char *reason,
 }
 
 /* Logs one delivery. */
-static void
+void
 sched_log_delivered(struct sched *s, const struct queue_msg *m,
     const struct relay_rcpt_result *rr, const struct relay_result *res)
 {
@@ -463,21 +453,6 @@ sched_all_delivered(const struct queue_msg *m, const struct relay_result *res)
 	return true;
 }
 
-/* A copy of res (and its recipients) that outlives the callback. */
-static struct sched_delivery *
-sched_delivery_new(const struct relay_result *res)
-{
-	struct sched_delivery *d;
-
-	d = malloc(sizeof(*d) + res->nrcpt * sizeof(d->rcpt[0]));
-	if (d == NULL)
-		return NULL;
-	d->res = *res;
-	memcpy(d->rcpt, res->rcpt, res->nrcpt * sizeof(d->rcpt[0]));
-	d->res.rcpt = d->rcpt;
-	return d;
-}
-
 /*
  * The common case of sched_on_done(): every recipient delivered, nothing
  * to notify.  Then the removal of the record is the durable outcome
@@ -504,7 +479,7 @@ sched_done_fast(struct sched *s, struct sched_msg *e,
 }
 
 /* Records one recipient's final outcome from a transaction. */
-static void
+void
 sched_record_rcpt(struct sched *s, struct queue_msg *m,
     const struct relay_rcpt_result *rr, const struct relay_result *res)
 {
@@ -587,110 +562,6 @@ sched_finish(struct sched *s, struct sched_msg *e)
 	}
 	if (dsn != NULL)
 		sched_add(s, dsn);
-}
-
-/* ---- removal (docs/spool.md, "Removing a message") ---- */
-
-/*
- * A removal is over.  When its record's unlink is durable (r == 0), the
- * deliveries it stands for are logged and the journal goes.  When the
- * directory fsync failed, a crash could bring the record back: the
- * outcomes of a fast delivery are journaled as without the fast path,
- * and the journal stays (a record that comes back finds them there; an
- * orphan journal goes at the next start).
- */
-static void
-sched_removed_one(struct sched *s, struct sched_msg *e, int r)
-{
-	struct queue_msg *m = e->m;
-	struct sched_delivery *d = e->dlv;
-	size_t k;
-	int rj;
-
-	if (r < 0)
-		log_msg(LOG_ERR, m->id, "spool error=\"%s\" removal not "
-		    "durable, journal kept", strerror(-r));
-	for (k = 0; d != NULL && k < d->res.nrcpt; k++) {
-		if (r < 0)
-			sched_record_rcpt(s, m, &d->rcpt[k], &d->res);
-		else
-			sched_log_delivered(s, m, &d->rcpt[k], &d->res);
-	}
-	if (r == 0) {
-		if ((rj = queue_remove_journal(s->queue, m->id)) < 0)
-			log_msg(LOG_ERR, m->id, "spool error=\"%s\"",
-			    strerror(-rj));
-		log_msg(LOG_INFO, m->id, "removed");
-	}
-	sched_msg_free(s, e);
-}
-
-static void sched_sync_start(struct sched *);
-
-/*
- * Directory sync number gen is over (r: its result): completes every
- * removal it covers, starts the next sync for those that came after.
- */
-static void
-sched_synced(void *arg, uint64_t gen, int r)
-{
-	struct sched *s = arg;
-	struct sched_msg *e;
-
-	s->syncing = false;
-	while ((e = TAILQ_FIRST(&s->removing)) != NULL && e->sync_gen <= gen) {
-		TAILQ_REMOVE(&s->removing, e, entry);
-		s->nremoving--;
-		sched_removed_one(s, e, r);
-	}
-	sched_sync_start(s);
-	sched_check_stopped(s);
-}
-
-/*
- * Has the records unlinked so far made durable: one directory fsync on
- * the committer's threads (shared with inbound commits), or in the loop
- * when there is no committer or no memory for the job.  While one is
- * under way, later removals wait for the next, so under load one fsync
- * covers many removals.
- */
-static void
-sched_sync_start(struct sched *s)
-{
-	uint64_t gen;
-
-	if (s->syncing || TAILQ_EMPTY(&s->removing))
-		return;
-	gen = s->sync_gen++;
-	if (s->committer != NULL &&
-	    commit_sync_dir(s->committer, sched_synced, s, gen) == 0) {
-		s->syncing = true;
-		return;
-	}
-	sched_synced(s, gen, queue_sync_dir(s->queue));
-}
-
-/*
- * Removes a message that is done from the spool: its record is unlinked
- * now, the directory fsync that makes this durable comes later
- * (sched_sync_start), and only then is the removal logged and the journal
- * unlinked (queue.c, "Removal").  Meanwhile e is SM_REMOVING: never sent
- * again, not listed, not deleted, and a stop waits for it.  e is no longer
- * the caller's, unless a negative errno comes back.
- */
-static int
-sched_unlink(struct sched *s, struct sched_msg *e)
-{
-	int r;
-
-	if ((r = queue_remove_record(s->queue, e->st.id)) < 0 && r != -ENOENT)
-		return r;
-	e->where = SM_REMOVING;
-	e->sync_gen = s->sync_gen;
-	TAILQ_INSERT_TAIL(&s->removing, e, entry);
-	s->nremoving++;
-	sched_sync_start(s);
-	return 0;
 }
 
 /*
@@ -1288,10 +1159,7 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	s->stopped = NULL;	/* no callback from the teardown */
-	/* Removals a stop did not wait for (out of time) end here. */
-	s->committer = NULL;
-	if (!TAILQ_EMPTY(&s->removing))
-		sched_synced(s, s->sync_gen, queue_sync_dir(s->queue));
+	sched_removals_finish(s);
 	relay_env_free(&s->env);
 	token_free(s->token);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
@@ -1528,17 +1396,11 @@ sched_drained(const struct sched *s)
 }
 
 /* After sched_stop(): tells each time nothing is left (sched_drained). */
-static void
+void
 sched_check_stopped(struct sched *s)
 {
 	if (s->stopping && sched_drained(s) && s->stopped != NULL)
 		s->stopped(s->stopped_arg);
-}
-
-void
-sched_set_committer(struct sched *s, struct committer *c)
-{
-	s->committer = c;
 }
 
 void

@@ -123,4 +123,28 @@ struct sched {
 int sched_heap_push(struct sched *s, struct sched_msg *e);
 void sched_heap_remove(struct sched *s, struct sched_msg *e);
 
+/* ---- scheduler.c, for sched_removal.c ---- */
+
+/* Frees an entry and its message; accepts NULL. */
+void sched_msg_free(struct sched *s, struct sched_msg *e);
+/* Logs one delivery. */
+void sched_log_delivered(struct sched *s, const struct queue_msg *m,
+    const struct relay_rcpt_result *rr, const struct relay_result *res);
+/* Records one recipient's final outcome from a transaction. */
+void sched_record_rcpt(struct sched *s, struct queue_msg *m,
+    const struct relay_rcpt_result *rr, const struct relay_result *res);
+/* After sched_stop(): tells each time nothing is left (sched_drained). */
+void sched_check_stopped(struct sched *s);
+
+/*
+ * sched_removal.c: removing a message that is done.  sched_unlink() takes
+ * e (SM_REMOVING until the fsync of msg/ is done) unless a negative errno
+ * comes back; sched_delivery_new() copies a relay result for the log
+ * lines written then (NULL: out of memory).
+ */
+int sched_unlink(struct sched *s, struct sched_msg *e);
+struct sched_delivery *sched_delivery_new(const struct relay_result *res);
+/* At teardown: completes the removals still waiting, in the loop. */
+void sched_removals_finish(struct sched *s);
+
 #endif

@@ -218,6 +218,16 @@ fail:
 	return r;
 }
 
+/* Queues a job for the workers; takes j. */
+static void
+commit_enqueue(struct committer *c, struct commit_job *j)
+{
+	pthread_mutex_lock(&c->lock);
+	TAILQ_INSERT_TAIL(&c->pending, j, entry);
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+}
+
 int
 commit_submit(struct committer *c, struct queue_writer *w, uint64_t token)
 {
@@ -227,10 +237,7 @@ commit_submit(struct committer *c, struct queue_writer *w, uint64_t token)
 		return -ENOMEM;
 	j->w = w;
 	j->token = token;
-	pthread_mutex_lock(&c->lock);
-	TAILQ_INSERT_TAIL(&c->pending, j, entry);
-	pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->lock);
+	commit_enqueue(c, j);
 	return 0;
 }
 
@@ -245,10 +252,7 @@ commit_sync_dir(struct committer *c, commit_synced_fn *synced, void *arg,
 	j->synced = synced;
 	j->arg = arg;
 	j->token = token;
-	pthread_mutex_lock(&c->lock);
-	TAILQ_INSERT_TAIL(&c->pending, j, entry);
-	pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->lock);
+	commit_enqueue(c, j);
 	return 0;
 }
 

@@ -34,6 +34,15 @@ def send(d, rcpts, body=None, sender=SENDER, subject="test"):
     return body
 
 
+def send_backlog(d, n, prefix="r"):
+    """Submits n one-recipient messages, prefix0@example.org and on, over
+    one SMTP session."""
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        for i in range(n):
+            s.sendmail(SENDER, ["%s%d@example.org" % (prefix, i)],
+                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+
+
 def wait_log(d, pattern, timeout=15, count=1):
     """Waits until the regex matches count times in the daemon's log."""
     return d.wait_log_re(pattern, timeout, count)
@@ -359,10 +368,7 @@ def test_backlog_of_200_uses_few_sessions(
     # The upstream is down while the backlog builds up.
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=2,
                  conns=2, mpc=50, debug=False)
-    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
-        for i in range(200):
-            s.sendmail(SENDER, ["r%d@example.org" % i],
-                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+    send_backlog(d, 200)
     assert len(d.messages()) == 200
     fg = fakegmail_factory(port_starttls=port)
     t0 = time.monotonic()
@@ -874,10 +880,7 @@ def test_backlog_pipelines_transactions(relay, fakegmail_factory):
     port = free_port()
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=1, rmax=2,
                  conns=1, mpc=100, debug=False)
-    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
-        for i in range(12):
-            s.sendmail(SENDER, ["r%d@example.org" % i],
-                       b"Subject: n%d\r\n\r\nbody %d\r\n" % (i, i))
+    send_backlog(d, 12)
     fg = fakegmail_factory(port_starttls=port, rtt=0.4, fail={
         "rcpt_550_5.1.1": {"addrs": ["r5@example.org"]}})
     fg.wait_for_messages(11, timeout=60)
@@ -908,10 +911,7 @@ def test_quota_reply_to_pipelined_messages_pauses_once(
     port = free_port()
     d, _ = relay(fg=fakegmail_factory(), port=port, initial=2, rmax=4,
                  conns=1, mpc=100, debug=False)
-    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
-        for i in range(6):
-            s.sendmail(SENDER, ["q%d@example.org" % i],
-                       b"Subject: q%d\r\n\r\nbody\r\n" % i)
+    send_backlog(d, 6, prefix="q")
     fg = fakegmail_factory(port_starttls=port, rtt=0.2,
                            fail={"dot_550_5.4.5": {"count": 6}})
     wait_log(d, r"upstream paused failures=1 ", timeout=30)

@@ -9,11 +9,17 @@ a deadline passes. `upstream_conf` and `dsn_of` are for tests that relay
 to the fake Gmail (tests/fakegmail). The pytest fixtures live in
 conftest.py.
 """
+import contextlib
+import grp
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+
+import pytest
 
 SMARTRELAYD = os.environ.get("SMARTRELAYD", "build/daemon/smartrelayd")
 SMARTRELAY = os.environ.get("SMARTRELAY", "build/daemon/tool/smartrelay")
@@ -22,6 +28,50 @@ SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__),
 
 
 SENDER = "alice@example.net"     # the envelope sender relay tests use
+
+# Runs a command as nobody (the tests of the setgid tool).
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@contextlib.contextmanager
+def setgid_spool(prefix):
+    """For the tests of the tool as a normal user (root only): a test group,
+    a directory TOP outside pytest's 0700 tree (so that nobody can reach
+    it), TOP/spool and its maildrop only that group may reach, and a setgid
+    copy of the tool in TOP/bin with its sendmail and mailq links.  Yields
+    (TOP, TOP/bin); a Daemon(TOP) uses that spool.  Removes it all after."""
+    if os.getuid() != 0:
+        pytest.skip("needs root: a test group and a setgid copy of the tool")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is missing")
+    group = "%s%d" % (prefix, os.getpid())
+    subprocess.run(["groupadd", group], check=True)
+    top = tempfile.mkdtemp(prefix=prefix + ".")
+    try:
+        gid = grp.getgrnam(group).gr_gid
+        os.chmod(top, 0o755)
+        spool = os.path.join(top, "spool")
+        os.mkdir(spool, 0o710)
+        os.chown(spool, 0, gid)
+        os.mkdir(os.path.join(spool, "maildrop"))
+        os.chown(os.path.join(spool, "maildrop"), 0, gid)
+        bindir = os.path.join(top, "bin")
+        os.mkdir(bindir, 0o755)
+        exe = os.path.join(bindir, "smartrelay")
+        shutil.copy(SMARTRELAY, exe)
+        os.chown(exe, 0, gid)
+        os.chmod(exe, 0o2755)
+        for name in ("sendmail", "mailq"):
+            os.symlink("smartrelay", os.path.join(bindir, name))
+        probe = subprocess.run(NOBODY + [exe, "--version"],
+                               capture_output=True, timeout=30)
+        if probe.returncode != 0 and b"Sanitizer" in probe.stderr:
+            pytest.skip("a sanitizer build cannot run setgid (LeakSanitizer "
+                        "needs a dumpable process)")
+        yield top, bindir
+    finally:
+        shutil.rmtree(top)
+        subprocess.run(["groupdel", group])
 
 
 def upstream_conf(tmp, fg, port=None, tls="starttls", password=None,

@@ -6,7 +6,6 @@ bsd-mailx, a cron/PHP-style `sendmail -t -i` pipe, SMTP dialogues with
 with the daemon running or stopped and started later.  The permission
 tests (root only) install a setgid copy of the tool and submit as nobody.
 """
-import grp
 import json
 import os
 import re
@@ -18,9 +17,9 @@ import zlib
 
 import pytest
 
-from harness import SMARTRELAY, Daemon, SmtpRaw, spool_messages, wait_until
+from harness import (NOBODY, SMARTRELAY, Daemon, SmtpRaw, setgid_spool,
+                     wait_until)
 
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def run(args, input=b"", env=None, timeout=30):
@@ -568,42 +567,13 @@ def test_second_daemon_on_the_same_spool_refuses(relay, tmp_path):
 
 @pytest.fixture
 def setgid_relay():
-    if os.getuid() != 0:
-        pytest.skip("needs root: a test group and a setgid copy of the tool")
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is missing")
-    group = "srtest%d" % os.getpid()
-    subprocess.run(["groupadd", group], check=True)
-    gid = grp.getgrnam(group).gr_gid
-    # Outside pytest's 0700 tmp tree, so that nobody can reach it.
-    top = tempfile.mkdtemp(prefix="srcli.")
-    os.chmod(top, 0o755)
-    spool = os.path.join(top, "spool")
-    os.mkdir(spool, 0o710)
-    os.chown(spool, 0, gid)
-    os.mkdir(os.path.join(spool, "maildrop"))
-    os.chown(os.path.join(spool, "maildrop"), 0, gid)
-    bindir = os.path.join(top, "bin")
-    os.mkdir(bindir, 0o755)
-    exe = os.path.join(bindir, "smartrelay")
-    shutil.copy(SMARTRELAY, exe)
-    os.chown(exe, 0, gid)
-    os.chmod(exe, 0o2755)
-    os.symlink("smartrelay", os.path.join(bindir, "sendmail"))
-    probe = run(NOBODY + [exe, "--version"])
-    if probe.returncode != 0 and b"Sanitizer" in probe.stderr:
-        shutil.rmtree(top)
-        subprocess.run(["groupdel", group])
-        pytest.skip("a sanitizer build cannot run setgid (LeakSanitizer "
-                    "needs a dumpable process)")
-    d = Daemon(top)
-    os.chmod(d.conf, 0o644)
-    d.start()
-    d.bindir = bindir
-    yield d
-    d.stop()
-    shutil.rmtree(top)
-    subprocess.run(["groupdel", group])
+    with setgid_spool("srcli") as (top, bindir):
+        d = Daemon(top)
+        os.chmod(d.conf, 0o644)
+        d.start()
+        d.bindir = bindir
+        yield d
+        d.stop()
 
 
 def as_nobody(args, input=b""):

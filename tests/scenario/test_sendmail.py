@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from harness import SMARTRELAY, Daemon, upstream_conf
+from harness import NOBODY, SMARTRELAY, Daemon, setgid_spool, upstream_conf
 
 ALIASES = 'aliases = { alice = "alice@example.net"; };'
 
@@ -614,48 +614,16 @@ def test_mailq_marks_the_message_being_sent(gmail):
 def setgid_gmail(fakegmail_factory):
     """A daemon whose spool only its group may reach, and a setgid copy of
     the tool, so that nobody can be tested (root only)."""
-    if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv")
-    import grp
-    import tempfile
-    group = "srsm%d" % os.getpid()
-    subprocess.run(["groupadd", group], check=True)
-    gid = grp.getgrnam(group).gr_gid
-    # Outside pytest's 0700 tmp tree, so that nobody can reach it.
-    top = tempfile.mkdtemp(prefix="srsm.")
-    os.chmod(top, 0o755)
-    d = None
-    try:
-        bindir = os.path.join(top, "bin")
-        os.mkdir(bindir, 0o755)
-        exe = os.path.join(bindir, "smartrelay")
-        shutil.copy(SMARTRELAY, exe)
-        os.chown(exe, 0, gid)
-        os.chmod(exe, 0o2755)
-        for name in ("sendmail", "mailq"):
-            os.symlink("smartrelay", os.path.join(bindir, name))
-        probe = run(NOBODY + [exe, "--version"])
-        if probe.returncode != 0 and b"Sanitizer" in probe.stderr:
-            pytest.skip("a sanitizer build cannot run setgid")
-        spool = os.path.join(top, "spool")
-        os.mkdir(spool, 0o710)
-        os.chown(spool, 0, gid)
-        os.mkdir(os.path.join(spool, "maildrop"))
-        os.chown(os.path.join(spool, "maildrop"), 0, gid)
+    with setgid_spool("srsm") as (top, bindir):
         fg = fakegmail_factory()
         d = Daemon(top, upstream=upstream_conf(top, fg),
                    extra="rewrite = { %s };" % ALIASES)
         os.chmod(d.conf, 0o644)
         d.start()
         yield d, fg, bindir
-    finally:
-        if d is not None:
-            d.stop()
-        shutil.rmtree(top)
-        subprocess.run(["groupdel", group])
+        d.stop()
 
 
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def test_mailq_for_a_normal_user(setgid_gmail):

@@ -49,14 +49,16 @@ def make_daemon(tmp_path):
 
 @pytest.fixture
 def relay(tmp_path, fakegmail_factory):
-    """relay(fg=None, **upstream_conf args) -> (daemon, fake) started."""
+    """relay(fg=None, fake=None, debug=True, extra="", **upstream_conf
+    args) -> (daemon, fake) started; extra goes into the configuration."""
     made = []
 
-    def make(fg=None, fake=None, debug=True, **kw):
+    def make(fg=None, fake=None, debug=True, extra="", **kw):
         fg = fg or fakegmail_factory(**(fake or {}))
         sub = tmp_path / ("d%d" % len(made))
         sub.mkdir()
-        d = Daemon(sub, upstream=upstream_conf(sub, fg, **kw), debug=debug)
+        d = Daemon(sub, upstream=upstream_conf(sub, fg, **kw), debug=debug,
+                   extra=extra)
         made.append(d)
         d.start()
         return d, fg

@@ -52,24 +52,12 @@ def one_line_error(r):
 
 
 @pytest.fixture
-def gmail(tmp_path, fakegmail_factory):
+def gmail(relay):
     """make(rewrite="...") -> (daemon, fake Gmail), both started."""
-    made = []
-
     def make(rewrite=ALIASES, extra=""):
-        fg = fakegmail_factory()
-        sub = tmp_path / ("d%d" % len(made))
-        sub.mkdir()
-        d = Daemon(sub, upstream=upstream_conf(sub, fg),
-                   extra="rewrite = { %s };\n%s" % (rewrite, extra))
-        made.append(d)
-        d.start()
-        return d, fg
-
-    yield make
-    for d in made:
-        d.stop()
-
+        return relay(debug=False,
+                     extra="rewrite = { %s };\n%s" % (rewrite, extra))
+    return make
 
 def arrived(fg, n=1):
     """The n-th message at the fake Gmail: (envelope, header fields, body).

@@ -14,7 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -40,15 +39,6 @@ struct fixture {
 	char dir[256];
 	struct queue *q;
 };
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static int
 setup(void **state)
@@ -77,7 +67,7 @@ teardown(void **state)
 
 	queue_close(f->q);
 	*strstr(top, "/spool/q") = '\0';
-	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(top);
 	free(top);
 	free(f);
 	return 0;

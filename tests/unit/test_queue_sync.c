@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include <cmocka.h>
 
 #include "queue.h"
+#include "test_env.h"
 
 /* What the fsyncs of msg/ saw. */
 static struct {
@@ -60,15 +60,6 @@ struct fixture {
 	struct queue *q;
 	char id[QUEUE_ID_LEN + 1];
 };
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* A spool with one committed message (two recipients), msg/ watched. */
 static int
@@ -113,7 +104,7 @@ teardown(void **state)
 
 	watch.ino = 0;
 	queue_close(f->q);
-	nftw(f->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(f->top);
 	free(f);
 	return 0;
 }

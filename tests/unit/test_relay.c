@@ -12,7 +12,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,6 +32,7 @@
 #include "cfg.h"
 #include "queue.h"
 #include "relay.h"
+#include "test_env.h"
 
 #define USER		"bob@example.org"
 /* The file as Google shows App Passwords: the spaces are not sent. */
@@ -275,12 +275,6 @@ on_tls_ctx(void *arg, char *reason, size_t sz)
 /* ---- fixture ---- */
 
 static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static int
 setup(void **state)
 {
 	struct run *r = calloc(1, sizeof(*r));
@@ -339,7 +333,7 @@ teardown(void **state)
 	while (r->nmsgs > 0)
 		queue_msg_free(r->msgs[--r->nmsgs]);
 	queue_close(r->q);
-	nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(r->dir);
 	free(r->cfg.hostname);
 	free(r->cfg.upstream.host);
 	free(r->cfg.upstream.username);

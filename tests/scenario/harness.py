@@ -220,10 +220,12 @@ class Daemon:
             f.write(self.upstream + "\n")
             f.write(self.extra + "\n")
 
-    def start(self, wait=True, env=None, preexec=None):
+    def start(self, wait=True, env=None, preexec=None, exe=SMARTRELAYD):
+        """Starts exe (a copy of SMARTRELAYD, for a daemon that drops
+        privileges in preexec and may not reach the build tree)."""
         offset = len(self.log())
         log = open(self.logpath, "ab")
-        args = [SMARTRELAYD, "-c", self.conf]
+        args = [exe, "-c", self.conf]
         if self.debug:
             args.append("-d")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log,

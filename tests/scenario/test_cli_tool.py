@@ -17,8 +17,8 @@ import zlib
 
 import pytest
 
-from harness import (NOBODY, SMARTRELAY, Daemon, SmtpRaw, setgid_spool,
-                     wait_until)
+from harness import (NOBODY, SMARTRELAY, SMARTRELAYD, Daemon, SmtpRaw,
+                     setgid_spool, wait_until)
 
 
 
@@ -701,7 +701,10 @@ def test_root_sendmail_before_first_start_does_not_break_the_daemon():
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-        d.start(preexec=as_spool_owner)
+        # A copy nobody can reach, wherever the build tree is.
+        exe = os.path.join(top, "smartrelayd")
+        shutil.copy(SMARTRELAYD, exe)
+        d.start(preexec=as_spool_owner, exe=exe)
         try:
             early = r.returncode == 0
             st = os.stat(os.path.join(d.spool, "maildrop"))

@@ -220,12 +220,13 @@ class Daemon:
             f.write(self.upstream + "\n")
             f.write(self.extra + "\n")
 
-    def start(self, wait=True, env=None, preexec=None, exe=SMARTRELAYD):
-        """Starts exe (a copy of SMARTRELAYD, for a daemon that drops
-        privileges in preexec and may not reach the build tree)."""
+    def start(self, wait=True, env=None, preexec=None, exe=None):
+        """Starts SMARTRELAYD (read now: a test may replace it), or exe, a
+        copy of it for a daemon that drops privileges in preexec and may
+        not reach the build tree."""
         offset = len(self.log())
         log = open(self.logpath, "ab")
-        args = [exe, "-c", self.conf]
+        args = [exe or SMARTRELAYD, "-c", self.conf]
         if self.debug:
             args.append("-d")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log,

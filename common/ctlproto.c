@@ -160,27 +160,9 @@ ctlp_parse_request(char *line, enum ctlp_verb *verb, char **args,
 	return 0;
 }
 
-/*
- * A copy of the text src for one "key value" line: every control byte
- * (a line break from an upstream or a token endpoint) becomes a space.
- */
-static const char *
-ctlp_oneline(char *dst, size_t sz, const char *src)
-{
-	size_t i;
-
-	for (i = 0; i + 1 < sz && src[i] != '\0'; i++)
-		dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ?
-		    ' ' : src[i];
-	dst[i] = '\0';
-	return dst;
-}
-
 int
 ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 {
-	char text[sizeof(st->reply) > sizeof(st->token_error) ?
-	    sizeof(st->reply) : sizeof(st->token_error)];
 	int n, m;
 
 	n = snprintf(buf, sz, "version %s\npid %ld\nstarted %lld\n"
@@ -189,8 +171,7 @@ ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 	    st->version, st->pid, (long long)st->started, st->queued,
 	    (long long)st->oldest, (long long)st->last_delivery,
 	    ctlp_upstream_name(st->upstream), (long long)st->upstream_since,
-	    (long long)st->next_attempt,
-	    ctlp_oneline(text, sizeof(text), st->reply));
+	    (long long)st->next_attempt, st->reply);
 	if (n >= 0 && (size_t)n < sz && st->advice[0] != '\0')
 		n += snprintf(buf + n, sz - (size_t)n, "advice %s\n",
 		    st->advice);
@@ -203,8 +184,7 @@ ctlp_status_format(const struct ctlp_status *st, char *buf, size_t sz)
 	    "token_status %s\ntoken_error %s\n",
 	    (long long)st->token_valid_until,
 	    (long long)st->token_last_refresh, st->token_requests,
-	    st->token_status,
-	    ctlp_oneline(text, sizeof(text), st->token_error));
+	    st->token_status, st->token_error);
 	if (m < 0 || (size_t)m >= sz - (size_t)n)
 		return -ENOSPC;
 	return n + m;

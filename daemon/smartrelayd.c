@@ -166,6 +166,7 @@ static void
 daemon_ctl_token(const struct daemon *d, struct ctlp_status *st)
 {
 	struct token_info ti;
+	char *p;
 
 	if (d->cfg->upstream.auth != CFG_AUTH_XOAUTH2)
 		return;
@@ -179,6 +180,9 @@ daemon_ctl_token(const struct daemon *d, struct ctlp_status *st)
 	    ti.refreshing ? "refreshing" : "ok");
 	snprintf(st->token_error, sizeof(st->token_error), "%s",
 	    ti.last_error);
+	for (p = st->token_error; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 }
 
 /* STATUS: the scheduler's view of the queue and the upstream. */

@@ -167,15 +167,6 @@ test_status_token_round_trip(void **state)
 	in.oauth = false;
 	assert_true(ctlp_status_format(&in, buf, sizeof(buf)) > 0);
 	assert_null(strstr(buf, "token_"));
-	/* Free text stays on its line: no line of its own for a client. */
-	in.oauth = true;
-	snprintf(in.token_error, sizeof(in.token_error), "bad\npid 1\r");
-	snprintf(in.reply, sizeof(in.reply), "421 bye\nqueued 9");
-	assert_true(ctlp_status_format(&in, buf, sizeof(buf)) > 0);
-	assert_non_null(strstr(buf, "\ntoken_error bad pid 1 \n"));
-	assert_non_null(strstr(buf, "\nreply 421 bye queued 9\n"));
-	assert_null(strstr(buf, "\npid 1\n"));
-	assert_null(strstr(buf, "\nqueued 9\n"));
 }
 
 static void
